@@ -1,0 +1,1 @@
+"""Dataset assembly, preregistration, mixed-effects models, power simulation and reports."""

@@ -1,0 +1,38 @@
+"""The domain's tables. Import from here; the submodules group them by concern."""
+
+from sqlmodel import SQLModel
+
+from .accounts import ApiKey, Researcher
+from .audit import AuditEvent
+from .interactions import Interaction
+from .operations import ServiceHeartbeat
+from .participants import Allocation, Consent, ContactPoint, Participant
+from .responses import ItemResponse, Response
+from .schedule import InboundMessage, Occasion, OutboundMessage
+from .studies import Arm, ProtocolVersion, Study
+from .types import UTCDateTime, utcnow
+
+metadata = SQLModel.metadata
+
+__all__ = [
+    "Allocation",
+    "ApiKey",
+    "Arm",
+    "AuditEvent",
+    "Consent",
+    "ContactPoint",
+    "InboundMessage",
+    "Interaction",
+    "ItemResponse",
+    "Occasion",
+    "OutboundMessage",
+    "Participant",
+    "ProtocolVersion",
+    "Researcher",
+    "Response",
+    "ServiceHeartbeat",
+    "Study",
+    "UTCDateTime",
+    "metadata",
+    "utcnow",
+]

@@ -1,0 +1,62 @@
+"""The Flask app factory. Blueprints are thin: they parse requests and call domain modules."""
+
+from __future__ import annotations
+
+from flask import Flask
+from flask_wtf import CSRFProtect
+from sqlalchemy.engine import Engine
+
+from ..clock import Clock, SystemClock
+from ..config import Settings
+from ..db import make_engine
+from .context import Services, close_request_session
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    engine: Engine | None = None,
+    clock: Clock | None = None,
+) -> Flask:
+    """Build the study server.
+
+    `settings` default to the environment (`Settings.from_env()`); tests pass their own, and an
+    `engine` when they want the app on a database they prepared, and a `clock` to control time.
+    """
+    settings = settings or Settings.from_env()
+    app = Flask(__name__, instance_path=str(settings.instance_path))
+    app.config.update(
+        SECRET_KEY=settings.secret_key,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=settings.public_url.startswith("https://"),
+        REMEMBER_COOKIE_HTTPONLY=True,
+        MAX_CONTENT_LENGTH=2 * 1024 * 1024,
+        TESTING=settings.env == "test",
+    )
+    app.extensions["flourish"] = Services(
+        settings=settings,
+        engine=engine or make_engine(settings.database_url),
+        clock=clock or SystemClock(),
+    )
+    CSRFProtect(app)
+    app.teardown_appcontext(close_request_session)
+
+    from . import auth, health, studies
+
+    auth.init_app(app)
+    app.register_blueprint(health.bp)
+    app.register_blueprint(studies.bp)
+    app.after_request(_security_headers)
+    return app
+
+
+def _security_headers(response):
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("X-Frame-Options", "DENY")
+    response.headers.setdefault("Referrer-Policy", "same-origin")
+    response.headers.setdefault(
+        "Content-Security-Policy",
+        "default-src 'self'; img-src 'self' data:; style-src 'self'; frame-ancestors 'none'",
+    )
+    return response
