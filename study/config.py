@@ -108,12 +108,16 @@ class Settings:
         if values["env"] == "production":
             missing = [
                 name
-                for name, key in (("FLOURISH_SECRET_KEY", "secret_key"), ("FLOURISH_PII_KEY", "pii_key"))
+                for name, key in (
+                    ("FLOURISH_SECRET_KEY", "secret_key"),
+                    ("FLOURISH_PII_KEY", "pii_key"),
+                )
                 if not values[key]
             ]
             if missing:
                 raise ConfigError(
-                    "production mode refuses to start without " + " and ".join(missing)
+                    "production mode refuses to start without "
+                    + " and ".join(missing)
                     + "; generate them with `flourish keys generate`"
                 )
             if len(values["secret_key"]) < 32:
