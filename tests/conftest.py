@@ -274,7 +274,7 @@ def live_server(app):
 
 @pytest.fixture(scope="session")
 def chromium():
-    """Debian's Chromium driven by Playwright (Playwright's own browser download cannot work here)."""
+    """Debian's Chromium driven by Playwright (its own browser download cannot work here)."""
     if not CHROMIUM:
         pytest.skip("Chromium is not installed (apt-get install chromium); required under CI")
     from playwright.sync_api import sync_playwright

@@ -1,4 +1,4 @@
-"""Answers: one `Response` per instrument administered at an occasion, one `ItemResponse` per item."""
+"""Answers: a `Response` per instrument administered at an occasion, an `ItemResponse` per item."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Configuration comes from the environment, with safe defaults for a laptop and none in production."""
+"""Configuration comes from the environment: safe defaults on a laptop, none in production."""
 
 from __future__ import annotations
 
