@@ -1,0 +1,17 @@
+# gunicorn configuration for the Flourish web server (the scheduler runs as its own process,
+# `flourish scheduler`, so web workers never tick: see docs/operations.md).
+# Usage: pip install 'flourish[deploy]'; gunicorn -c deploy/gunicorn.conf.py
+import multiprocessing
+import os
+
+wsgi_app = "study.wsgi:app"
+bind = os.environ.get("FLOURISH_BIND", "127.0.0.1:8000")
+workers = int(os.environ.get("FLOURISH_WEB_WORKERS", multiprocessing.cpu_count() * 2 + 1))
+threads = int(os.environ.get("FLOURISH_WEB_THREADS", "4"))
+timeout = 60
+graceful_timeout = 30
+# Behind a TLS-terminating proxy on the same host; Twilio signatures are checked against
+# FLOURISH_PUBLIC_URL, so forwarded headers are needed only for logging.
+forwarded_allow_ips = os.environ.get("FLOURISH_FORWARDED_ALLOW_IPS", "127.0.0.1")
+accesslog = "-"
+errorlog = "-"
