@@ -13,7 +13,7 @@ import io
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import text
@@ -65,13 +65,16 @@ def record(
     `system:scheduler`, `cli:<os user>`); `before` and `after` are plain data describing the
     entity; only their hashes are kept, so the log never becomes a copy of personal data.
     """
+    if at is not None and at.tzinfo is None:
+        raise ValueError(f"naive datetime {at!r} given where a UTC instant is required")
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _CHAIN_LOCK})
     prev = session.exec(
         select(AuditEvent.event_hash).order_by(col(AuditEvent.id).desc()).limit(1)
     ).first()
     event = AuditEvent(
-        occurred_at=at or utcnow(),
+        # In UTC, so the hash computed now matches the one recomputed from the stored row.
+        occurred_at=(at or utcnow()).astimezone(UTC),
         actor=actor,
         action=action,
         entity_type=entity_type,
@@ -109,10 +112,14 @@ class ChainProblem:
     message: str
 
 
-def verify_chain(events: Iterable[AuditEvent]) -> list[ChainProblem]:
-    """Check that every event's hash is intact and links to the one before it."""
+def verify_chain(events: Iterable[AuditEvent], *, start: str = "") -> list[ChainProblem]:
+    """Check that every event's hash is intact and links to the one before it.
+
+    `start` is the hash the first event must link to: '' for a whole log, the `prev_hash` of its
+    first row for an export that begins part-way (`--since`).
+    """
     problems: list[ChainProblem] = []
-    previous = ""
+    previous = start
     for event in events:
         if event.prev_hash != previous:
             problems.append(ChainProblem(event.id, "does not link to the event before it"))
@@ -123,6 +130,7 @@ def verify_chain(events: Iterable[AuditEvent]) -> list[ChainProblem]:
 
 
 def events(session: Session, *, since: datetime | None = None) -> Iterator[AuditEvent]:
+    """The log's events in the order they were appended, optionally from `since` on."""
     query = select(AuditEvent).order_by(col(AuditEvent.id))
     if since is not None:
         query = query.where(AuditEvent.occurred_at >= since)
@@ -158,3 +166,30 @@ def _as_row(event: AuditEvent) -> dict:
         "prev_hash": event.prev_hash,
         "event_hash": event.event_hash,
     }
+
+
+def parse_export(content: str, fmt: str = "jsonl") -> list[AuditEvent]:
+    """Read an export back into (unsaved) events, so that `verify_chain` can check a copy of the
+    log held outside the database, e.g. by an ethics board."""
+    if fmt == "jsonl":
+        rows = [json.loads(line) for line in content.splitlines() if line.strip()]
+    elif fmt == "csv":
+        rows = [
+            {**row, "details": json.loads(row["details"] or "{}")}
+            for row in csv.DictReader(io.StringIO(content))
+        ]
+    else:
+        raise ValueError(f"unknown audit export format {fmt!r}; use jsonl or csv")
+    missing = [name for name in EXPORT_FIELDS if rows and name not in rows[0]]
+    if missing:
+        raise ValueError(f"not an audit export: missing column(s) {', '.join(missing)}")
+    return [
+        AuditEvent(
+            **{
+                **row,
+                "id": int(row["id"]),
+                "occurred_at": datetime.fromisoformat(row["occurred_at"]),
+            }
+        )
+        for row in rows
+    ]
