@@ -70,8 +70,7 @@ def run(cli: CliContext, host: str | None, port: int | None, demo: bool, log_lev
         )
     engine = cli.engine
     _require_migrated(engine)
-    password = ensure_demo_account(engine) if demo else None
-
+    # Bind first: a taken port should not cost the demo account its printed password.
     server = _make_server(settings, engine, threads=8)
     ticker = Ticker(
         engine,
@@ -79,8 +78,9 @@ def run(cli: CliContext, host: str | None, port: int | None, demo: bool, log_lev
         standard_tasks(settings),
         interval_seconds=settings.scheduler_tick_seconds,
     )
-    ticker.start()
     try:
+        password = ensure_demo_account(engine) if demo else None
+        ticker.start()
         url = _display_url(settings.host, server.effective_port)
         rule = "=" * 72
         click.echo(rule)

@@ -123,6 +123,23 @@ def test_demo_mode_is_refused_in_production(tmp_path, migrated_url):
     assert "production" in result.output
 
 
+def test_a_port_in_use_is_refused_before_the_demo_password_changes(tmp_path, migrated_url):
+    with socket.socket() as occupant:
+        occupant.bind(("127.0.0.1", 0))
+        occupant.listen()
+        port = occupant.getsockname()[1]
+        result = CliRunner().invoke(
+            main, ["run", "--demo", "--port", str(port)], env=env_for(tmp_path, migrated_url)
+        )
+
+    assert result.exit_code == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in result.output
+    engine = make_engine(migrated_url)
+    with Session(engine) as session:
+        assert accounts.find_researcher(session, DEMO_EMAIL) is None
+    engine.dispose()
+
+
 # --- the demo account -------------------------------------------------------------------------
 
 
