@@ -8,12 +8,21 @@ from sqlmodel import select
 
 from .. import overview
 from ..models import Study
-from ..protocol import ProtocolError
+from ..protocol import Protocol, ProtocolError
+from ..protocol.parse import normalise
 from ..protocol.registry import load_version
 from .auth import permission_required
 from .context import db
 
 bp = Blueprint("studies", __name__, url_prefix="/studies")
+
+
+@bp.app_template_filter("localized")
+def localized(text: dict[str, str] | str | None, language: str = "en") -> str:
+    """Text in `language`, else English, else whichever language the protocol gives."""
+    if text is None or isinstance(text, str):
+        return text or ""
+    return text.get(language) or text.get("en") or next(iter(text.values()), "")
 
 
 @bp.get("/")
@@ -43,6 +52,17 @@ def detail(slug: str):
         "studies/detail.html",
         summary=summary,
         protocol=protocol,
+        instruction_hashes=_instruction_hashes(protocol) if protocol else {},
         problem=problem,
         versions=overview.versions_of(db(), study.id),
     )
+
+
+def _instruction_hashes(protocol: Protocol) -> dict[str, str]:
+    """sha256 of each assistant arm's system prompt or constitution, by arm key."""
+    hashes = {}
+    for arm in protocol.model.arms:
+        if arm.assistant is not None:
+            referenced = protocol.referenced_files.get(normalise(arm.assistant.instructions_file))
+            hashes[arm.key] = referenced.sha256 if referenced else ""
+    return hashes
