@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, Column
+from sqlalchemy import JSON, Column, Index
 from sqlmodel import Field, SQLModel
 
 from .types import UTCDateTime, utcnow
@@ -16,6 +16,8 @@ from .types import UTCDateTime, utcnow
 
 class AuditEvent(SQLModel, table=True):
     __tablename__ = "audit_event"
+    # An entity's history ("everything done to participant P-7K3M9Q") is the common lookup.
+    __table_args__ = (Index("ix_audit_event_entity", "entity_type", "entity_id"),)
 
     id: int | None = Field(default=None, primary_key=True)
     occurred_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime, index=True)
