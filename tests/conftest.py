@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from cryptography.fernet import Fernet
+from sqlalchemy import exc as sa_exc
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlmodel import Session
@@ -107,9 +108,16 @@ class PostgresTemplate:
         return self._url(name)
 
     def drop_all(self) -> None:
+        """Drop the test databases. A leftover database is untidy, not a test failure, so a
+        database still held by a straggling connection is reported and left behind."""
+        import warnings
+
         with self.admin.connect() as connection:
             for name in reversed(self.created):
-                connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+                try:
+                    connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+                except sa_exc.DBAPIError as exc:
+                    warnings.warn(f"could not drop test database {name}: {exc.orig}", stacklevel=1)
         self.admin.dispose()
 
 
