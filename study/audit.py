@@ -92,17 +92,9 @@ def record(
 
 
 def _event_hash(event: AuditEvent) -> str:
-    payload = {
-        "occurred_at": event.occurred_at.isoformat(),
-        "actor": event.actor,
-        "action": event.action,
-        "entity_type": event.entity_type,
-        "entity_id": event.entity_id,
-        "before_hash": event.before_hash,
-        "after_hash": event.after_hash,
-        "details": event.details,
-        "prev_hash": event.prev_hash,
-    }
+    """The hash covers every field but the row id and the hash itself."""
+    payload = _as_row(event)
+    del payload["id"], payload["event_hash"]
     return state_hash(payload)
 
 

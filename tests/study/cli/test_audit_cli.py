@@ -8,29 +8,12 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from click.testing import CliRunner
 from sqlalchemy import text
 from sqlmodel import Session
 
 from study import audit
-from study.cli import main
 
 START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def flourish(sqlite_engine, tmp_path, monkeypatch):
-    monkeypatch.setenv("FLOURISH_INSTANCE_PATH", str(tmp_path / "instance"))
-    monkeypatch.setenv(
-        "FLOURISH_DATABASE_URL", sqlite_engine.url.render_as_string(hide_password=False)
-    )
-    monkeypatch.setenv("FLOURISH_ENV", "test")
-    runner = CliRunner()
-
-    def run(*args: str):
-        return runner.invoke(main, list(args), catch_exceptions=False)
-
-    return run
 
 
 @pytest.fixture

@@ -17,22 +17,6 @@ EXAMPLE = EXAMPLES / "protocols" / "assistant-flourishing-rct.yaml"
 
 
 @pytest.fixture
-def flourish(sqlite_engine, tmp_path, monkeypatch):
-    """Run `flourish ...` against a migrated SQLite database; returns click's result."""
-    monkeypatch.setenv("FLOURISH_INSTANCE_PATH", str(tmp_path / "instance"))
-    monkeypatch.setenv(
-        "FLOURISH_DATABASE_URL", sqlite_engine.url.render_as_string(hide_password=False)
-    )
-    monkeypatch.setenv("FLOURISH_ENV", "test")
-    runner = CliRunner()
-
-    def run(*args: str):
-        return runner.invoke(main, list(args), catch_exceptions=False)
-
-    return run
-
-
-@pytest.fixture
 def examples(tmp_path) -> Path:
     """A copy of the examples folder that tests may edit."""
     target = tmp_path / "examples"

@@ -5,24 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from sqlmodel import Session
 
-from study.protocol import load_protocol
-from study.protocol.registry import register_protocol
 from tests.conftest import TEST_PASSWORD
 
 EXAMPLE = Path(__file__).parents[3] / "examples/protocols/assistant-flourishing-rct.yaml"
 SCREENSHOTS = Path(__file__).parents[2] / "_artifacts"
 
 pytestmark = pytest.mark.browser
-
-
-@pytest.fixture
-def example_study(app):
-    with Session(app.extensions["flourish"].engine, expire_on_commit=False) as session:
-        registration = register_protocol(session, load_protocol(EXAMPLE), actor="test")
-        session.commit()
-        return registration.study
 
 
 def test_a_researcher_logs_in_and_reads_the_example_study(
