@@ -10,6 +10,7 @@ from sqlmodel import Session
 
 from ..clock import Clock, SystemClock
 from ..config import Settings
+from ..pii import PiiVault
 
 
 @dataclass(frozen=True)
@@ -19,6 +20,11 @@ class Services:
     settings: Settings
     engine: Engine
     clock: Clock = field(default_factory=SystemClock)
+
+    @property
+    def pii(self) -> PiiVault:
+        """Encrypts and decrypts personal data with `FLOURISH_PII_KEY`."""
+        return PiiVault(self.settings.pii_key)
 
 
 def services() -> Services:
