@@ -42,6 +42,8 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA busy_timeout=30000")
+    # Erased personal data must not linger in free pages of the database file.
+    cursor.execute("PRAGMA secure_delete=ON")
     cursor.close()
 
 
