@@ -7,12 +7,13 @@ Each finding is `(path, message)`; the loader turns the path into a line.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable, Iterator
 from datetime import time
 from typing import Any
 
 from pydantic import BaseModel
+
+from instruments.datafile import format_path, suggest
 
 from .schema import (
     AllocationSpec,
@@ -30,12 +31,6 @@ from .schema import (
 from .types import _Localized
 
 Finding = tuple[tuple, str]
-
-
-def suggest(word: str, choices: Iterable[str]) -> str:
-    """`; did you mean 'x'?` for the closest of `choices`, or `` when none is close."""
-    close = difflib.get_close_matches(str(word), list(choices), n=1, cutoff=0.6)
-    return f"; did you mean '{close[0]}'?" if close else ""
 
 
 def cross_check(sections: dict[str, Any]) -> list[Finding]:
@@ -98,8 +93,6 @@ def _no_question(question: str, questions: Iterable[str]) -> str:
 
 
 def _dotted(path: tuple) -> str:
-    from .problems import format_path
-
     return format_path(path)
 
 

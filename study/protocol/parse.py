@@ -10,21 +10,19 @@ from __future__ import annotations
 
 import hashlib
 import posixpath
-import re
-import types
-import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic import TypeAdapter, ValidationError
 
-from .checks import cross_check, suggest
-from .problems import Problem, ProtocolError, format_path
+from instruments.datafile import DataFile, YamlDocument, read_text
+
+from .checks import cross_check
+from .problems import ProtocolError
 from .schema import ProtocolModel, ScheduleEntry
-from .yamlsource import YamlDocument, load_yaml
 
 FileReader = Callable[[str], bytes | None]
 
@@ -93,17 +91,10 @@ def content_hash(source_text: str, files: Mapping[str, bytes]) -> str:
 def load_protocol(path: str | Path) -> Protocol:
     """Read and validate the protocol file at `path`; its references resolve next to it."""
     path = Path(path)
-    name = str(path)
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise ProtocolError([Problem(name, None, "", f"cannot read: {exc.strerror}")]) from exc
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
-        raise ProtocolError([Problem(name, line, "", "the file is not UTF-8 text")]) from exc
-    return parse_protocol(text, name, path.parent)
+    text, problems = read_text(path)
+    if text is None:
+        raise ProtocolError(problems)
+    return parse_protocol(text, str(path), path.parent)
 
 
 def parse_protocol(
@@ -139,45 +130,37 @@ def _disk_reader(base_dir: Path) -> FileReader:
 
 class _Parser:
     def __init__(self, text: str, source_name: str, reader: FileReader) -> None:
-        self.text = text
-        self.source = source_name
+        self.file = DataFile(text, source_name)
         self.reader = reader
-        self.problems: list[Problem] = []
-        self.doc = YamlDocument(None)
 
-    def problem(self, path: tuple, message: str, *, line: int | None = None) -> None:
-        where = self.doc.line_of(path) if line is None else line
-        self.problems.append(Problem(self.source, where, format_path(path), message))
+    def problem(self, path: tuple, message: str) -> None:
+        self.file.problem(path, message)
 
     def run(self) -> Protocol:
-        self.doc, syntax = load_yaml(self.text, self.source)
-        self.problems += syntax
-        data = self.doc.data
-        if any(not p.field for p in syntax):
-            raise ProtocolError(self.problems)
-        if not isinstance(data, dict):
-            what = "empty" if data is None else f"a {type(data).__name__}, not a mapping"
-            self.problem((), f"the protocol is {what}; it must be a mapping of sections")
-            raise ProtocolError(self.problems)
-
-        sections = self._sections(data)
+        data = self.file.mapping("the protocol", "a mapping of sections")
+        if data is None:
+            raise ProtocolError(self.file.problems)
+        sections = self.file.sections(data, ProtocolModel)
+        if "schedule" in data and "schedule" not in sections:
+            # A schedule with a broken entry still has its other entries checked.
+            sections["schedule_entries"] = _valid_entries(data["schedule"])
         for path, message in cross_check(sections):
             self.problem(path, message)
         files = self._files(sections)
-        if self.problems:
-            raise ProtocolError(self.problems)
+        if self.file.problems:
+            raise ProtocolError(self.file.problems)
         model = ProtocolModel.model_validate(data)
         raw = {path: content for path, (content, _) in files.items()}
         return Protocol(
             model=model,
-            source_text=self.text,
-            source_name=self.source,
-            content_hash=content_hash(self.text, raw),
+            source_text=self.file.text,
+            source_name=self.file.source,
+            content_hash=content_hash(self.file.text, raw),
             referenced_files={
                 path: ReferencedFile(path, hashlib.sha256(content).hexdigest(), text)
                 for path, (content, text) in files.items()
             },
-            lines=dict(self.doc.lines),
+            lines=dict(self.file.doc.lines),
         )
 
     def _files(self, sections: dict[str, Any]) -> dict[str, tuple[bytes, str]]:
@@ -200,74 +183,6 @@ class _Parser:
             files[key] = (content, text)
         return files
 
-    def _sections(self, data: dict) -> dict[str, Any]:
-        fields = ProtocolModel.model_fields
-        for key in data:
-            if key not in fields:
-                self._unknown((), str(key), list(fields))
-        valid: dict[str, Any] = {}
-        for name, info in fields.items():
-            if name not in data:
-                if info.is_required():
-                    self.problem((), f"missing required section '{name}'", line=1)
-                continue
-            try:
-                valid[name] = _adapter(name).validate_python(data[name])
-            except ValidationError as exc:
-                errors = exc.errors(include_url=False)
-                for error in errors:
-                    if not _hidden_by_others(error, errors):
-                        self._translate((name, *error["loc"]), error)
-                if name == "schedule":
-                    valid["schedule_entries"] = _valid_entries(data[name])
-        return valid
-
-    def _unknown(self, parent: tuple, key: str, allowed: list[str]) -> None:
-        hint = suggest(key, allowed)
-        if not hint:
-            hint = f" (allowed here: {', '.join(allowed)})"
-        self.problem((*parent, key), f"unknown key '{key}'{hint}")
-
-    def _translate(self, loc: tuple, error: dict) -> None:
-        kind = error["type"]
-        ctx = error.get("ctx") or {}
-        value = error.get("input")
-        if kind == "missing":
-            parent = _data_path(self.doc.data, loc[:-1])
-            self.problem(
-                (*parent, loc[-1]),
-                f"missing required key '{loc[-1]}'",
-                line=self.doc.line_of(parent),
-            )
-            return
-        path = _data_path(self.doc.data, loc)
-        if kind == "extra_forbidden":
-            model = _model_at(loc[:-1])
-            allowed = [f.alias or n for n, f in model.model_fields.items()] if model else []
-            self._unknown(path[:-1], str(path[-1]), allowed)
-            return
-        if kind == "union_tag_invalid":
-            tags = re.findall(r"'([^']*)'", str(ctx.get("expected_tags", "")))
-            tag = ctx.get("tag")
-            self.problem(
-                (*path, ctx.get("discriminator", "kind").strip("'")),
-                f"'{tag}' is not one of {', '.join(tags)}{suggest(tag, tags)}",
-            )
-            return
-        if kind == "union_tag_not_found":
-            name = str(ctx.get("discriminator", "kind")).strip("'")
-            self.problem(path, f"missing required key '{name}'")
-            return
-        self.problem(path, _message(kind, error["msg"], ctx, value))
-
-
-def _hidden_by_others(error: dict, errors: list[dict]) -> bool:
-    """A list's "too short" is noise when its items failed: pydantic counts only valid items."""
-    if error["type"] != "too_short":
-        return False
-    loc = error["loc"]
-    return any(len(other["loc"]) > len(loc) and other["loc"][: len(loc)] == loc for other in errors)
-
 
 def _valid_entries(schedule: Any) -> dict[str, Any]:
     """The schedule entries that are valid on their own, so their timing can still be checked."""
@@ -286,121 +201,6 @@ def _valid_entries(schedule: Any) -> dict[str, Any]:
 @cache
 def _entry_adapter() -> TypeAdapter:
     return TypeAdapter(ScheduleEntry)
-
-
-def _message(kind: str, msg: str, ctx: dict, value: Any) -> str:
-    if kind == "value_error":
-        return msg.removeprefix("Value error, ")
-    if kind == "literal_error":
-        options = re.findall(r"'([^']*)'", str(ctx.get("expected", "")))
-        return (
-            f"{value!r} is not one of {', '.join(options)}"
-            f"{suggest(value, options) if isinstance(value, str) else ''}"
-        )
-    if kind in ("model_type", "model_attributes_type", "dict_type"):
-        return f"must be a mapping of keys to values, not {_describe(value)}"
-    if kind in ("tuple_type", "list_type"):
-        return f"must be a list, not {_describe(value)}"
-    text = msg[0].lower() + msg[1:]
-    if kind == "string_type" and isinstance(value, bool):
-        return (
-            f"{text}, but YAML read an unquoted yes/no/on/off/true/false as {value}; "
-            "put it in quotes"
-        )
-    if kind == "string_type" and isinstance(value, int | float):
-        return f"{text}, but YAML read {value!r} as a number; put it in quotes"
-    if isinstance(value, str | int | float | bool) or value is None:
-        return f"{text} (got {value!r})"
-    return text
-
-
-def _describe(value: Any) -> str:
-    if value is None:
-        return "nothing (null)"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, dict):
-        return "a mapping"
-    return repr(value)
-
-
-def _data_path(data: Any, loc: tuple) -> tuple:
-    """The part of a pydantic error location that names real keys and indexes in the data.
-
-    Pydantic puts union tags and markers such as `[key]` into locations; they are skipped by
-    walking the data itself.
-    """
-    path: list = []
-    for element in loc:
-        if isinstance(data, dict) and element in data:
-            data = data[element]
-            path.append(element)
-        elif isinstance(data, dict) and str(element) in {str(k) for k in data}:
-            key = next(k for k in data if str(k) == str(element))
-            data = data[key]
-            path.append(str(element))
-        elif isinstance(data, list) and isinstance(element, int) and 0 <= element < len(data):
-            data = data[element]
-            path.append(element)
-    return tuple(path)
-
-
-def _model_at(loc: tuple) -> type[BaseModel] | None:
-    """The model class at a pydantic error location, choosing union members by their tag."""
-    annotation: Any = ProtocolModel
-    for element in loc:
-        annotation = _unwrap(annotation)
-        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            fields = {f.alias or n: f for n, f in annotation.model_fields.items()}
-            if element not in fields:
-                return None
-            annotation = fields[element].annotation
-        elif typing.get_origin(annotation) in (tuple, list):
-            annotation = typing.get_args(annotation)[0]
-        elif typing.get_origin(annotation) is dict:
-            annotation = typing.get_args(annotation)[1]
-        elif typing.get_origin(annotation) in (typing.Union, types.UnionType):
-            annotation = _member_tagged(annotation, element)
-        else:
-            return None
-    annotation = _unwrap(annotation)
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    return None
-
-
-def _unwrap(annotation: Any) -> Any:
-    while True:
-        origin = typing.get_origin(annotation)
-        if origin is typing.Annotated:
-            annotation = typing.get_args(annotation)[0]
-        elif origin in (typing.Union, types.UnionType):
-            members = [a for a in typing.get_args(annotation) if a is not type(None)]
-            if len(members) != 1:
-                return annotation
-            annotation = members[0]
-        else:
-            return annotation
-
-
-def _member_tagged(union: Any, tag: Any) -> Any:
-    for member in typing.get_args(union):
-        member = _unwrap(member)
-        if isinstance(member, type) and issubclass(member, BaseModel):
-            for info in member.model_fields.values():
-                if typing.get_origin(info.annotation) is typing.Literal and tag in typing.get_args(
-                    info.annotation
-                ):
-                    return member
-    return None
-
-
-@cache
-def _adapter(section: str) -> TypeAdapter:
-    info = ProtocolModel.model_fields[section]
-    if not info.metadata:
-        return TypeAdapter(info.annotation)
-    return TypeAdapter(typing.Annotated[info.annotation, *info.metadata])
 
 
 # --- referenced files ---------------------------------------------------------------------------
