@@ -4,6 +4,7 @@ from sqlmodel import SQLModel
 
 from .accounts import ApiKey, Researcher
 from .audit import AuditEvent
+from .enrollment import EnrollmentProgress, Invitation
 from .interactions import Interaction
 from .operations import ServiceHeartbeat
 from .participants import Allocation, Consent, ContactPoint, Participant
@@ -21,8 +22,10 @@ __all__ = [
     "AuditEvent",
     "Consent",
     "ContactPoint",
+    "EnrollmentProgress",
     "InboundMessage",
     "Interaction",
+    "Invitation",
     "ItemResponse",
     "Occasion",
     "OutboundMessage",
