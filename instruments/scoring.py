@@ -12,7 +12,9 @@ The rules, all taken from the instrument file (`instruments.schema.Score`):
   makes the score missing. `min_answered` allows fewer answered items; a `mean` is then the mean
   of the answered items, and a `sum` is prorated (sum of answered x items / answered) only when
   the file says `prorate: true`. Every score computed from fewer than all its items is flagged.
-* A score over other `scores` is their mean or sum, missing if any of them is missing.
+* A score over other `scores` is their mean or sum by the same rules, counting scores instead
+  of items: missing if any of them is missing unless `min_answered` allows fewer. A score built
+  on a flagged score carries that flag on.
 * A `transform` is `multiply` then `add`; missing in, missing out.
 
 Answers that are not points of the item's scale are rejected with a message naming the item, the
@@ -320,44 +322,25 @@ class _Engine:
         unknown = [item_id for item_id in score.items if item_id not in self.columns]
         if unknown:
             raise ScoringDefinitionError(f"score {score.id} uses unknown items {unknown}")
-        if score.method is None:
-            raise ScoringDefinitionError(f"score {score.id} has items but no method")
         block = self.values[:, [self.columns[item_id] for item_id in score.items]]
-        count = block.shape[1]
-        answered = (~np.isnan(block)).sum(axis=1)
-        total = np.nansum(block, axis=1)
-        needed = count if score.min_answered is None else min(score.min_answered, count)
-        complete = answered == count
-        partial = (answered < count) & (answered >= needed) & (answered > 0)
-        if score.method == "sum" and not score.prorate:
-            partial = np.zeros_like(partial)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            if score.method == "mean":
-                result = total / np.where(complete, count, answered)
-            else:
-                # Multiply before dividing: one rounding, so 7 answers of 8 give exact results.
-                result = np.where(complete, total, total * count / answered)
-        result = np.where(complete | partial, result, np.nan)
-        note = "prorated" if score.method == "sum" else "mean of answered items"
+        result, present, partial = _aggregate(score, block)
         flags = [
-            f"{note}: {int(n)} of {count} items" if is_partial else None
-            for n, is_partial in zip(answered, partial, strict=True)
+            _partial_note(score, int(n), "items") if is_partial else None
+            for n, is_partial in zip(present, partial, strict=True)
         ]
-        return _Outcome(result, answered, count, flags, frozenset(score.items))
+        return _Outcome(result, present, len(score.items), flags, frozenset(score.items))
 
     def _from_scores(self, score: Score) -> _Outcome:
-        if score.method is None:
-            raise ScoringDefinitionError(f"score {score.id} combines scores but has no method")
         parts = [self._outcome(part_id) for part_id in score.scores]
         block = np.column_stack([part.values for part in parts])
-        # NaN propagates: a composite with a missing part is missing.
-        result = block.sum(axis=1) if score.method == "sum" else block.mean(axis=1)
+        result, present, partial = _aggregate(score, block)
         flags = []
         for row in range(len(result)):
-            notes = [
+            notes = [_partial_note(score, int(present[row]), "scores")] if partial[row] else []
+            notes += [
                 f"from {part_id} ({part.flags[row]})"
                 for part_id, part in zip(score.scores, parts, strict=True)
-                if part.flags[row] is not None
+                if part.flags[row] is not None and not np.isnan(part.values[row])
             ]
             flags.append("; ".join(notes) if notes and not np.isnan(result[row]) else None)
         items = frozenset().union(*(part.items for part in parts))
@@ -373,3 +356,33 @@ class _Engine:
     def _answered(self, items: frozenset[str]) -> np.ndarray:
         block = self.values[:, [self.columns[item_id] for item_id in sorted(items)]]
         return (~np.isnan(block)).sum(axis=1)
+
+
+def _aggregate(score: Score, block: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The score of each row of `block` (respondents x parts, NaN = missing) by the score's rule.
+
+    Returns (values, parts present, whether the value was computed from fewer than all parts).
+    """
+    if score.method is None:
+        raise ScoringDefinitionError(f"score {score.id} has no method (mean or sum)")
+    count = block.shape[1]
+    present = (~np.isnan(block)).sum(axis=1)
+    total = np.nansum(block, axis=1)
+    needed = count if score.min_answered is None else min(score.min_answered, count)
+    complete = present == count
+    partial = (present < count) & (present >= needed) & (present > 0)
+    if score.method == "sum" and not score.prorate:
+        partial = np.zeros_like(partial)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        if score.method == "mean":
+            result = total / np.where(complete, count, present)
+        else:
+            # Multiply before dividing: one rounding, so 7 answers of 8 give exact results.
+            result = np.where(complete, total, total * count / present)
+    return np.where(complete | partial, result, np.nan), present, partial
+
+
+def _partial_note(score: Score, present: int, noun: str) -> str:
+    count = len(score.items) if noun == "items" else len(score.scores)
+    how = "prorated" if score.method == "sum" else f"mean of answered {noun}"
+    return f"{how}: {present} of {count} {noun}"

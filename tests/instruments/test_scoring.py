@@ -313,6 +313,37 @@ def test_a_composite_built_on_a_prorated_score_carries_the_flag():
     assert result.answered["both"] == 5
 
 
+def domains_instrument(**overall_options) -> Instrument:
+    return make_instrument(
+        items("a1", "a2", "b1", "b2", "c1", "c2"),
+        [
+            {"id": "a", "items": ["a1", "a2"], "method": "mean"},
+            {"id": "b", "items": ["b1", "b2"], "method": "mean"},
+            {"id": "c", "items": ["c1", "c2"], "method": "mean"},
+            {"id": "overall", "kind": "total", "scores": ["a", "b", "c"], **overall_options},
+        ],
+    )
+
+
+def test_a_composite_with_min_answered_is_the_mean_of_the_scores_present_and_is_flagged():
+    instrument = domains_instrument(method="mean", min_answered=2)
+    result = score_response(instrument, {"a1": 1, "a2": 2, "b1": 4, "b2": 4, "c1": 5})
+    # a = 1.5, b = 4, c missing: (1.5 + 4) / 2 = 2.75
+    assert result.scores["overall"] == pytest.approx(2.75)
+    assert result.flags == {"overall": "mean of answered scores: 2 of 3 scores"}
+    assert result.answered["overall"] == 5
+    only_a = score_response(instrument, {"a1": 1, "a2": 2, "b1": 4})
+    assert only_a.scores["overall"] is None
+
+
+def test_a_prorated_composite_sum_scales_to_all_its_scores():
+    instrument = domains_instrument(method="sum", min_answered=2, prorate=True)
+    result = score_response(instrument, {"a1": 1, "a2": 2, "b1": 4, "b2": 4, "c2": 3})
+    # (1.5 + 4) * 3 / 2 = 8.25
+    assert result.scores["overall"] == pytest.approx(8.25)
+    assert result.flags == {"overall": "prorated: 2 of 3 scores"}
+
+
 def test_scores_may_refer_to_scores_defined_after_them():
     instrument = make_instrument(
         items("a", "b"),
