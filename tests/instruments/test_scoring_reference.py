@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import pytest
 
+from instruments.catalogue import LIBRARY_DIR
+from instruments.loader import load_instrument
 from instruments.schema import Instrument, Score
 from instruments.scoring import score_frame, score_response
 
@@ -58,6 +60,17 @@ def transcribed(
 def positions(first: int, last: int) -> list[int]:
     return list(range(first, last + 1))
 
+
+PERMA_DOMAINS = {
+    "p": (3, 13, 22),
+    "e": (2, 10, 17),
+    "r": (8, 19, 21),
+    "m": (7, 9, 20),
+    "a": (1, 5, 15),
+    "n": (4, 14, 16),
+    "h": (6, 12, 18),
+}
+PERMA_OVERALL = sorted([n for key in "perma" for n in PERMA_DOMAINS[key]] + [23])
 
 TRANSCRIBED = {
     # WHO-5: raw = sum of 5 items (0-25); percentage = raw x 4.
@@ -113,15 +126,35 @@ TRANSCRIBED = {
             for start, name in enumerate(("as", "af", "rs", "rf", "cs", "cf"), 1)
         ],
     ),
+    # UCLA-3: sum of 3 items on 1-3, 3-9.
+    "ucla3": transcribed(
+        "ucla3", 3, (1, 3), [{"id": "total", "positions": positions(1, 3), "method": "sum"}]
+    ),
+    # PERMA-Profiler, administration order A1 E1 P1 N1 A2 H1 M1 R1 M2 E2 Lon H2 P2 N2 A3 N3 E3
+    # H3 R2 M3 R3 P3 hap: domains are means of 3 items; overall = mean of the 15 PERMA items and
+    # hap.
+    "perma_profiler": transcribed(
+        "perma",
+        23,
+        (0, 10),
+        [
+            *(
+                {"id": name, "positions": list(where), "method": "mean"}
+                for name, where in PERMA_DOMAINS.items()
+            ),
+            {"id": "overall", "positions": PERMA_OVERALL, "method": "mean"},
+        ],
+    ),
 }
 
-SOURCES = ["transcribed"]
+SOURCES = ["transcribed", "library"]
 
 
 def instrument_for(source: str, instrument_id: str) -> Instrument:
+    """The published key as transcribed above, or the file the library ships."""
     if source == "transcribed":
         return TRANSCRIBED[instrument_id]
-    raise AssertionError(source)
+    return load_instrument(LIBRARY_DIR / f"{instrument_id}.yaml")
 
 
 # --- finding scores by what they are -----------------------------------------------------------
@@ -279,7 +312,7 @@ def test_uls8_reverses_items_3_and_6_on_its_four_point_scale(source):
     assert [n for n, item in enumerate(instrument.items, 1) if item.reverse] == [3, 6]
 
 
-def test_uls8_hand_example_on_the_one_to_four_form():
+def test_uls8_hand_example_on_the_one_to_four_transcribed_form():
     # 1-4 form: reversed value = 5 - x. (3,2,2,3,1,1,4,2) -> 3+2+(5-2)+3+1+(5-1)+4+2 = 22.
     instrument = TRANSCRIBED["uls8"]
     answers = answers_in_order(instrument, (3, 2, 2, 3, 1, 1, 4, 2))
@@ -303,6 +336,68 @@ def test_bpnsfs_subscale_means_without_reversal(source):
         score = score_over(instrument, range(start, 25, 6), "mean")
         assert result.scores[score.id] == pytest.approx(mean), score.id
     assert not any(item.reverse for item in instrument.items)
+
+
+# --- UCLA-3 -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("source", SOURCES)
+def test_ucla3_is_the_sum_of_its_three_items(source):
+    instrument = instrument_for(source, "ucla3")
+    total = score_over(instrument, positions(1, 3), "sum")
+    # 1 + 2 + 3 = 6, the lowest score the REDCap script calls "lonely".
+    assert score_response(instrument, answers_in_order(instrument, (1, 2, 3))).scores[total.id] == 6
+    assert not any(item.reverse for item in instrument.items)
+
+
+# --- PERMA-Profiler -----------------------------------------------------------------------------
+
+PERMA_ITEMS = (7, 6, 8, 3, 8, 7, 9, 6, 8, 5, 2, 6, 7, 2, 9, 4, 7, 8, 9, 7, 6, 9, 8)
+# P = items 3, 13, 22 = 8+7+9 = 24 -> 8     E = 2, 10, 17 = 6+5+7 = 18 -> 6
+# R = items 8, 19, 21 = 6+9+6 = 21 -> 7     M = 7, 9, 20 = 9+8+7 = 24 -> 8
+# A = items 1, 5, 15 = 7+8+9 = 24 -> 8      N = 4, 14, 16 = 3+2+4 = 9 -> 3
+# H = items 6, 12, 18 = 7+6+8 = 21 -> 7     overall = (24+18+21+24+24 + hap 8) / 16 = 7.4375
+PERMA_MEANS = {"p": 8, "e": 6, "r": 7, "m": 8, "a": 8, "n": 3, "h": 7}
+
+
+@pytest.mark.parametrize("source", SOURCES)
+def test_perma_profiler_domain_means_and_overall_wellbeing(source):
+    instrument = instrument_for(source, "perma_profiler")
+    result = score_response(instrument, answers_in_order(instrument, PERMA_ITEMS))
+    for domain, mean in PERMA_MEANS.items():
+        score = score_over(instrument, PERMA_DOMAINS[domain], "mean")
+        assert result.scores[score.id] == pytest.approx(mean), domain
+    [overall] = scores_spanning(instrument, PERMA_OVERALL)
+    assert result.scores[overall.id] == pytest.approx(7.4375)
+    assert not any(item.reverse for item in instrument.items)
+
+
+# --- published ranges ---------------------------------------------------------------------------
+
+# (instrument, item positions, method): (lowest, highest), from the reference's scoring notes.
+PUBLISHED_RANGES = [
+    ("who5", positions(1, 5), "sum", (0, 25)),
+    ("swls", positions(1, 5), "sum", (5, 35)),
+    ("flourishing_scale", positions(1, 8), "sum", (8, 56)),
+    ("flourish_index", positions(1, 10), "sum", (0, 100)),
+    ("flourish_index", positions(1, 12), "sum", (0, 120)),
+    ("ucla3", positions(1, 3), "sum", (3, 9)),
+]
+
+
+@pytest.mark.parametrize("source", SOURCES)
+@pytest.mark.parametrize(("instrument_id", "where", "method", "expected"), PUBLISHED_RANGES)
+def test_lowest_and_highest_answers_give_the_published_range(
+    source, instrument_id, where, method, expected
+):
+    instrument = instrument_for(source, instrument_id)
+    score_id = score_over(instrument, where, method).id
+    lowest = {item.id: instrument.scale_of(item).min for item in instrument.items}
+    highest = {item.id: instrument.scale_of(item).max for item in instrument.items}
+    assert (
+        score_response(instrument, lowest).scores[score_id],
+        score_response(instrument, highest).scores[score_id],
+    ) == expected
 
 
 # --- the same values through score_frame --------------------------------------------------------
