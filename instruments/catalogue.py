@@ -20,7 +20,7 @@ from pathlib import Path
 
 from .datafile import Problem, read_text, suggest
 from .loader import InstrumentError, load_instrument, parse_wording_into, wording_target
-from .schema import Instrument
+from .schema import Instrument, Score
 from .translations import LocalizedInstrument, default_wording_file, localize
 
 LIBRARY_DIR = Path(__file__).resolve().parent / "library"
@@ -207,3 +207,27 @@ def _line_of(path: Path, key: str) -> int:
         if line.startswith(f"{key}:"):
             return number
     return 1
+
+
+def describe_score(score: Score) -> str:
+    """How a score is computed, in one line: `sum of 5 items (who5_1, ...); all required`."""
+    if score.transform is not None:
+        formula = score.transform.of
+        if score.transform.multiply != 1:
+            formula += f" x {score.transform.multiply:g}"
+        if score.transform.add:
+            sign = "+" if score.transform.add > 0 else "-"
+            formula += f" {sign} {abs(score.transform.add):g}"
+        return formula
+    parts = score.items or score.scores
+    noun = "item" if score.items else "score"
+    count = len(parts)
+    plural = noun if count == 1 else f"{noun}s"
+    text = f"{score.method} of {count} {plural} ({', '.join(parts)})"
+    if score.min_answered is None or score.min_answered >= count:
+        rule = "all required" if count > 1 else "required"
+    else:
+        rule = f"at least {score.min_answered} answered"
+        if score.prorate:
+            rule += ", sum prorated to all (flagged)"
+    return f"{text}; {rule}"
