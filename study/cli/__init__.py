@@ -55,9 +55,9 @@ def main(ctx: click.Context, database_url: str | None) -> None:
 
 
 def _register() -> None:
-    from . import audit, db, instruments, protocol, server, users
+    from . import audit, db, instruments, instruments_score, protocol, server, users
 
-    for module in (audit, db, instruments, protocol, server, users):
+    for module in (audit, db, instruments, instruments_score, protocol, server, users):
         for command in module.COMMANDS:
             main.add_command(command)
 
