@@ -485,3 +485,34 @@ def test_score_frame_of_an_empty_table_has_the_score_columns():
     scored = score_frame(WHO5_LIKE, frame)
     assert list(scored.columns) == [*frame.columns, "raw"]
     assert len(scored) == 0
+
+
+# --- every shipped instrument -------------------------------------------------------------------
+
+
+def shipped() -> list[Instrument]:
+    from instruments.catalogue import LIBRARY_DIR
+    from instruments.loader import load_instrument
+
+    return [load_instrument(path) for path in sorted(LIBRARY_DIR.glob("*.yaml"))]
+
+
+@pytest.mark.parametrize("instrument", shipped(), ids=lambda instrument: instrument.id)
+def test_every_shipped_instrument_scores_a_table_as_it_scores_each_response(instrument):
+    rng = np.random.default_rng(7)
+    columns = {}
+    for item in instrument.items:
+        scale = instrument.scale_of(item)
+        points = np.arange(scale.min, scale.max + scale.step / 2, scale.step)
+        values = rng.choice(points, size=60).astype(float)
+        values[rng.random(60) < 0.05] = np.nan
+        columns[item.id] = values
+    frame = pd.DataFrame(columns)
+    scored = score_frame(instrument, frame)
+    for position in range(len(frame)):
+        expected = score_response(instrument, frame.iloc[position].to_dict())
+        for score_id, value in expected.scores.items():
+            got = scored.at[position, score_id]
+            assert (value is None and math.isnan(got)) or got == value, (position, score_id)
+    unanswered = score_response(instrument, dict.fromkeys(instrument.item_ids, None))
+    assert set(unanswered.scores.values()) == {None}
