@@ -346,8 +346,11 @@ def reverse_keyed(frame: pd.DataFrame, instrument: Instrument) -> pd.DataFrame:
         raise ValueError(f"no column for item(s): {', '.join(missing)}")
     keyed = {}
     for item in instrument.items:
-        values = pd.to_numeric(frame[item.id], errors="coerce")
-        unreadable = frame[item.id].notna() & values.isna()
+        raw = frame[item.id]
+        # Blank cells (as read from a CSV as text) are unanswered items, not unreadable ones.
+        answered = raw.notna() & ~raw.astype(str).str.strip().eq("")
+        values = pd.to_numeric(raw.where(answered), errors="coerce")
+        unreadable = answered & values.isna()
         scale = instrument.scale_of(item)
         invalid = values.map(lambda v, scale=scale: pd.notna(v) and not scale.allows(float(v)))
         bad = unreadable | invalid

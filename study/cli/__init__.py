@@ -55,9 +55,27 @@ def main(ctx: click.Context, database_url: str | None) -> None:
 
 
 def _register() -> None:
-    from . import audit, db, instruments, instruments_score, protocol, server, users
+    from . import (
+        audit,
+        db,
+        instruments,
+        instruments_redcap,
+        instruments_score,
+        protocol,
+        server,
+        users,
+    )
 
-    for module in (audit, db, instruments, instruments_score, protocol, server, users):
+    for module in (
+        audit,
+        db,
+        instruments,
+        instruments_redcap,
+        instruments_score,
+        protocol,
+        server,
+        users,
+    ):
         for command in module.COMMANDS:
             main.add_command(command)
 
