@@ -18,9 +18,12 @@ from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
+from instruments.catalogue import Library
 from instruments.datafile import DataFile, YamlDocument, read_text
+from instruments.schema import Instrument
 
 from .checks import cross_check
+from .instruments import resolve_instruments, shipped_library
 from .problems import ProtocolError
 from .schema import ProtocolModel, ScheduleEntry
 
@@ -46,6 +49,8 @@ class Protocol:
     content_hash: str
     referenced_files: Mapping[str, ReferencedFile]
     lines: Mapping[tuple, int] = field(default_factory=dict, repr=False)
+    # Each declared instrument's definition (library or study file), with its wording merged.
+    instruments: Mapping[str, Instrument] = field(default_factory=dict, repr=False)
 
     @property
     def slug(self) -> str:
@@ -54,6 +59,10 @@ class Protocol:
     def line_of(self, *path: str | int) -> int:
         """The line where `path` (e.g. `"arms", 1, "assistant"`) is written in the source."""
         return YamlDocument(None, dict(self.lines)).line_of(path)
+
+    def instrument(self, instrument_id: str) -> Instrument:
+        """The definition of a declared instrument (KeyError if the protocol does not use it)."""
+        return self.instruments[instrument_id]
 
     def file_text(self, relative_path: str) -> str:
         """The text of a referenced file, by the path the protocol gives for it."""
@@ -88,13 +97,16 @@ def content_hash(source_text: str, files: Mapping[str, bytes]) -> str:
     return digest.hexdigest()
 
 
-def load_protocol(path: str | Path) -> Protocol:
-    """Read and validate the protocol file at `path`; its references resolve next to it."""
+def load_protocol(path: str | Path, *, library: Library | None = None) -> Protocol:
+    """Read and validate the protocol file at `path`; its references resolve next to it.
+
+    Instrument ids are checked against `library` (default: the shipped library).
+    """
     path = Path(path)
     text, problems = read_text(path)
     if text is None:
         raise ProtocolError(problems)
-    return parse_protocol(text, str(path), path.parent)
+    return parse_protocol(text, str(path), path.parent, library=library)
 
 
 def parse_protocol(
@@ -103,18 +115,21 @@ def parse_protocol(
     base_dir: str | Path | None = None,
     *,
     files: Mapping[str, str] | None = None,
+    library: Library | None = None,
 ) -> Protocol:
     """Validate protocol `text`, naming `source_name` in problems.
 
     Referenced files are read from `base_dir` (default: the current directory) or, when
     `files` is given, from that mapping of relative path to text (a stored version's bundle).
+    Instrument ids are checked against `library` (default: the shipped library; a deployment
+    that excludes non-commercial instruments passes its filtered library).
     """
     if files is not None:
         bundled = {normalise(p): t.encode("utf-8") for p, t in files.items()}
         reader: FileReader = bundled.get
     else:
         reader = _disk_reader(Path(base_dir) if base_dir is not None else Path("."))
-    return _Parser(text, source_name, reader).run()
+    return _Parser(text, source_name, reader, library or shipped_library()).run()
 
 
 def _disk_reader(base_dir: Path) -> FileReader:
@@ -129,9 +144,10 @@ def _disk_reader(base_dir: Path) -> FileReader:
 
 
 class _Parser:
-    def __init__(self, text: str, source_name: str, reader: FileReader) -> None:
+    def __init__(self, text: str, source_name: str, reader: FileReader, library: Library) -> None:
         self.file = DataFile(text, source_name)
         self.reader = reader
+        self.library = library
 
     def problem(self, path: tuple, message: str) -> None:
         self.file.problem(path, message)
@@ -147,6 +163,11 @@ class _Parser:
         for path, message in cross_check(sections):
             self.problem(path, message)
         files = self._files(sections)
+        texts = {path: text for path, (_, text) in files.items()}
+        resolved = resolve_instruments(sections, texts, self.library, self.file.source)
+        for path, message in resolved.findings:
+            self.problem(path, message)
+        self.file.problems += resolved.problems
         if self.file.problems:
             raise ProtocolError(self.file.problems)
         model = ProtocolModel.model_validate(data)
@@ -161,6 +182,7 @@ class _Parser:
                 for path, (content, text) in files.items()
             },
             lines=dict(self.file.doc.lines),
+            instruments=resolved.instruments,
         )
 
     def _files(self, sections: dict[str, Any]) -> dict[str, tuple[bytes, str]]:
@@ -220,6 +242,7 @@ def _references(sections: dict[str, Any]) -> list[tuple[tuple, str]]:
     if consent is not None:
         found.append((("consent", "document"), consent.document))
     for i, ref in enumerate(sections.get("instruments") or ()):
-        if ref.file:
-            found.append((("instruments", i, "file"), ref.file))
+        for name in ("file", "wording"):
+            if getattr(ref, name):
+                found.append((("instruments", i, name), getattr(ref, name)))
     return found

@@ -209,10 +209,12 @@ def _instrument_shorthand(value: Any) -> Any:
 
 
 class InstrumentRef(Section):
-    """An instrument by id; `file` supplies a study-local definition instead of the library's."""
+    """An instrument by id; `file` supplies a study-local definition instead of the library's,
+    `wording` a wording file (local wording or a translation, see docs/instruments.md)."""
 
     id: InstrumentId
     file: RelativePath | None = None
+    wording: RelativePath | None = None
 
 
 InstrumentEntry = Annotated[InstrumentRef, BeforeValidator(_instrument_shorthand)]
