@@ -62,6 +62,7 @@ def _register() -> None:
         instruments_redcap,
         instruments_score,
         protocol,
+        randomization,
         server,
         users,
     )
@@ -73,6 +74,7 @@ def _register() -> None:
         instruments_redcap,
         instruments_score,
         protocol,
+        randomization,
         server,
         users,
     ):
