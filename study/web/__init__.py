@@ -42,11 +42,12 @@ def create_app(
     CSRFProtect(app)
     app.teardown_appcontext(close_request_session)
 
-    from . import auth, health, studies
+    from . import auth, health, participants, studies
 
     auth.init_app(app)
     app.register_blueprint(health.bp)
     app.register_blueprint(studies.bp)
+    app.register_blueprint(participants.bp)
     app.after_request(_security_headers)
     return app
 

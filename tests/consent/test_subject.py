@@ -7,7 +7,7 @@ import json
 import pytest
 from sqlmodel import select
 
-from consent import ErasureError, erase_subject, export_subject, withdraw
+from consent import ErasureError, erase_subject, export_subject, purge_erased_residues, withdraw
 from study.models import (
     Allocation,
     AuditEvent,
@@ -143,6 +143,8 @@ def test_full_erasure_also_removes_responses_chats_schedule_and_messages(
 
     report = erase_subject(session, participant=participant, now=clock.now(), actor=COORDINATOR)
     session.commit()
+    session.close()
+    assert purge_erased_residues(session.get_bind())  # checkpoint (SQLite) or VACUUM (PostgreSQL)
 
     assert report.keep_pseudonymous_data is False
     assert (report.responses_deleted, report.item_responses_deleted) == (1, 2)
