@@ -16,13 +16,13 @@ verification.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from fractions import Fraction
 
 from .draws import Draws
 
-DrawsFor = Callable[..., Draws]
 Marginal = Callable[[str, str], Mapping[str, int]]
 
 
@@ -77,11 +77,8 @@ class BlockSequence:
         while not self._blocks or self._blocks[-1].start + self._blocks[-1].size <= position:
             start = self._blocks[-1].start + self._blocks[-1].size if self._blocks else 0
             self._blocks.append(make_block(self._ratio, self._sizes, start, self._draws_at(start)))
-        # Blocks are generated in order; walk back from the newest (positions arrive in order).
-        for block in reversed(self._blocks):
-            if block.start <= position:
-                return block
-        raise AssertionError("unreachable: block 0 starts at position 0")
+        index = bisect.bisect_right(self._blocks, position, key=lambda block: block.start) - 1
+        return self._blocks[index]
 
     def arm_at(self, position: int) -> str:
         block = self.block_at(position)

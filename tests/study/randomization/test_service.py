@@ -283,3 +283,24 @@ def test_a_simulation_never_reproduces_the_real_sequence(
     real = [arm_key(session, a) for a in made]
     simulated = [a.arm for a in simulate_sequence(unstratified_blocks, 60, SEED)]
     assert real != simulated
+
+
+def test_the_package_offers_no_way_to_ask_for_a_future_allocation():
+    import study.randomization as package
+
+    # Allocation happens only by allocating someone; everything else reads levels, seeds,
+    # past allocations or simulations in their own namespace.
+    assert sorted(package.__all__) == [
+        "AllocationError",
+        "Mismatch",
+        "Verification",
+        "allocate",
+        "allocation_seed",
+        "counts_csv",
+        "factor_levels",
+        "parse_stratum_key",
+        "simulate",
+        "stratum_key",
+        "stratum_levels",
+        "verify_allocations",
+    ]
