@@ -42,12 +42,13 @@ def create_app(
     CSRFProtect(app)
     app.teardown_appcontext(close_request_session)
 
-    from . import auth, health, participants, studies
+    from . import auth, health, participants, participate, studies
 
     auth.init_app(app)
     app.register_blueprint(health.bp)
     app.register_blueprint(studies.bp)
     app.register_blueprint(participants.bp)
+    app.register_blueprint(participate.bp)
     app.after_request(_security_headers)
     return app
 
