@@ -289,12 +289,13 @@ def erase(slug: str, code: str):
         return _render_detail(study, participant, WithdrawForm(), form, 400)
     session = db()
     now = services().clock.now()
+    erased_on_withdrawal = 0
     if participant.status in consent.signing.TAKING_PART:
         protocol = _protocol(study)
         if protocol is None:
             abort(409)
         # Someone asking for erasure is leaving the study: stop everything pending first.
-        consent.withdraw(
+        withdrawal = consent.withdraw(
             session,
             participant=participant,
             protocol=protocol,
@@ -303,6 +304,8 @@ def erase(slug: str, code: str):
             reason=ERASURE_REASON,
             by="coordinator",
         )
+        if withdrawal.erasure is not None:  # the protocol erases on withdrawal already
+            erased_on_withdrawal = withdrawal.erasure.total
     report = consent.erase_subject(
         session,
         participant=participant,
@@ -313,7 +316,8 @@ def erase(slug: str, code: str):
     session.commit()
     consent.purge_erased_residues(services().engine)
     flash(
-        f"Erased the personal data of {code}: {report.total} value(s) or row(s) removed "
+        f"Erased the personal data of {code}: {report.total + erased_on_withdrawal} value(s) "
+        "or row(s) removed "
         "(counts are in the audit log).",
         "info",
     )
