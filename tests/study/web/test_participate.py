@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import text
@@ -459,3 +460,32 @@ def test_withdrawing_from_the_portal_cancels_pending_messages(client, db, clock)
 
 def test_participant_pages_are_never_cached(client, example_study):
     assert client.get(JOIN).headers["Cache-Control"] == "no-store"
+
+
+def test_an_enrolled_participant_re_consents_from_the_portal_after_an_amendment(
+    client, db, tmp_path
+):
+    import shutil
+
+    from study.protocol import load_protocol
+    from study.protocol.registry import register_protocol
+
+    enrolled(client)
+    examples = Path(__file__).parents[3] / "examples"
+    shutil.copytree(examples, tmp_path / "examples")
+    protocol_file = tmp_path / "examples/protocols/assistant-flourishing-rct.yaml"
+    protocol_file.write_text(protocol_file.read_text().replace('version: "1.0"', 'version: "1.1"'))
+    register_protocol(db, load_protocol(protocol_file), actor="test")
+    db.commit()
+
+    assert "read it and confirm your consent" in page(client, "/p/")
+    response = submit(client, "/p/reconsent", {"signed_name": ""})
+    assert 'href="#signed_name"' in response.get_data(as_text=True)
+    response = submit(client, "/p/reconsent", {"signed_name": "Ada Lovelace"})
+    assert response.location == "/p/"
+
+    participant = participant_of(db, client)
+    assert enrollment.active_consent(db, participant).document_version == "1.1"
+    assert participant.status == "enrolled"
+    assert "confirm your consent" not in page(client, "/p/")
+    assert client.get("/p/reconsent").location == "/p/"
