@@ -28,6 +28,7 @@ from study.models import (
     Arm,
     Consent,
     ContactPoint,
+    EnrollmentProgress,
     InboundMessage,
     Interaction,
     ItemResponse,
@@ -73,6 +74,7 @@ class ErasureReport:
     occasions_deleted: int = 0
     outbound_deleted: int = 0
     inbound_deleted: int = 0
+    enrollment_records_deleted: int = 0
 
     def counts(self) -> dict[str, int]:
         return {
@@ -160,6 +162,11 @@ def erase_subject(
         )
         counts["occasions_deleted"] = _run(
             session, delete(Occasion).where(col(Occasion.participant_id) == pid)
+        )
+        # Screening answers and the pre-randomisation baseline are answers like any other.
+        counts["enrollment_records_deleted"] = _run(
+            session,
+            delete(EnrollmentProgress).where(col(EnrollmentProgress.participant_id) == pid),
         )
     session.flush()
     report = ErasureReport(participant.code, keep_pseudonymous_data, **counts)
@@ -312,6 +319,11 @@ def export_subject(
             }
             for consent in consent_history(session, participant)
         ],
+        "enrollment": _enrollment_record(
+            session.exec(
+                select(EnrollmentProgress).where(EnrollmentProgress.participant_id == pid)
+            ).first()
+        ),
         "allocation": None
         if allocation is None
         else {
@@ -447,3 +459,19 @@ def _decrypt(vault: PiiVault, token: bytes | None) -> str | None:
 
 def _iso(value: datetime | None) -> str | None:
     return None if value is None else value.astimezone(UTC).isoformat()
+
+
+def _enrollment_record(progress: EnrollmentProgress | None) -> dict | None:
+    """Screening answers, comprehension attempts and the baseline measured before allocation."""
+    if progress is None:
+        return None
+    return {
+        "screening_answers": dict(progress.screening_answers or {}),
+        "screened_at": _iso(progress.screened_at),
+        "comprehension_attempts": progress.comprehension_attempts,
+        "comprehension_passed_at": _iso(progress.comprehension_passed_at),
+        "baseline": dict(progress.baseline or {}),
+        "baseline_at": _iso(progress.baseline_at),
+        "contacts_at": _iso(progress.contacts_at),
+        "preferences_at": _iso(progress.preferences_at),
+    }

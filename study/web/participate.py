@@ -583,8 +583,12 @@ def withdraw():
     if journey.participant.status not in ("consented", "enrolled", "completed"):
         return redirect(url_for("participate.portal"))
     if request.method == "POST":
-        enrollment.withdraw(db(), journey, now=_now(), reason=request.form.get("reason", ""))
+        result = enrollment.withdraw(
+            db(), journey, now=_now(), reason=request.form.get("reason", "")
+        )
         db().commit()
+        if result.erasure is not None:
+            consent.purge_erased_residues(services().engine)
         return redirect(url_for("participate.portal"))
     return _render("withdraw.html", journey)
 

@@ -86,6 +86,7 @@ EMAIL = "juniper.quist@example.org"
 SIGNED_NAME = "Juniper Quistgaard"
 FREE_TEXT = "my allotment on Zebedee Lane keeps me going"
 CHAT_TEXT = "I told the assistant about Marmaduke my tortoise"
+SCREENED_AGE = 47
 SMS_BODY = "STOP texting me at 07700 900461 please, Juniper"
 EMAIL_BODY = "Dear Juniper Quistgaard, your weekly questionnaire is ready"
 
@@ -102,6 +103,7 @@ def populate(session, study, vault, protocol, clock):
         Allocation,
         Arm,
         ContactPoint,
+        EnrollmentProgress,
         InboundMessage,
         Interaction,
         ItemResponse,
@@ -216,6 +218,16 @@ def populate(session, study, vault, protocol, clock):
             )
             session.add(message)
             messages.append(message)
+        session.add(
+            EnrollmentProgress(
+                participant_id=participant.id,
+                screening_answers={"age": SCREENED_AGE, "owns_phone": True},
+                screened_at=now,
+                comprehension_attempts=2,
+                baseline={"who5": {"answers": {"who5_1": 3}, "scores": {"raw": 13}}},
+                baseline_at=now,
+            )
+        )
         session.add(
             InboundMessage(
                 channel="sms",

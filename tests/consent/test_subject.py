@@ -13,6 +13,7 @@ from study.models import (
     AuditEvent,
     Consent,
     ContactPoint,
+    EnrollmentProgress,
     InboundMessage,
     Interaction,
     ItemResponse,
@@ -28,6 +29,7 @@ from .conftest import (
     EMAIL_BODY,
     FREE_TEXT,
     PHONE,
+    SCREENED_AGE,
     SIGNED_NAME,
     SMS_BODY,
 )
@@ -67,6 +69,8 @@ def test_export_holds_everything_on_the_participant_decrypted(
     assert export["interactions"][0]["content"] == CHAT_TEXT
     assert EMAIL_BODY in [m["body"] for m in export["messages"]["outbound"]]
     assert export["messages"]["inbound"][0]["body"] == SMS_BODY
+    assert export["enrollment"]["screening_answers"]["age"] == SCREENED_AGE
+    assert export["enrollment"]["baseline"]["who5"]["scores"] == {"raw": 13}
 
     event = session.exec(select(AuditEvent).where(AuditEvent.action == "participant.export")).one()
     assert event.actor == COORDINATOR
@@ -149,7 +153,17 @@ def test_full_erasure_also_removes_responses_chats_schedule_and_messages(
     assert report.keep_pseudonymous_data is False
     assert (report.responses_deleted, report.item_responses_deleted) == (1, 2)
     assert (report.occasions_deleted, report.outbound_deleted, report.inbound_deleted) == (4, 5, 1)
-    for model in (Response, Interaction, Occasion, OutboundMessage, InboundMessage, ContactPoint):
+    assert report.enrollment_records_deleted == 1
+    models = (
+        Response,
+        Interaction,
+        Occasion,
+        OutboundMessage,
+        InboundMessage,
+        ContactPoint,
+        EnrollmentProgress,
+    )
+    for model in models:
         owners = session.exec(select(model.participant_id)).all()
         assert participant.id not in owners, model
         assert other.id in owners, model  # nobody else's data is touched
