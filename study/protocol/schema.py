@@ -94,9 +94,13 @@ class Assistant(Section):
 
 
 class ArmSpec(Section):
+    """An arm. `name` and `description` are for researchers; participants are told only
+    `participant_description` (in their language), so researcher notes never reach them."""
+
     key: Identifier
     name: Annotated[Text, Field(max_length=200)]
     description: Text
+    participant_description: LocalizedText | None = None
     assistant: Assistant | None
     preference: StrictBool = False
 

@@ -46,7 +46,8 @@ def test_a_misspelt_nested_key_is_suggested_from_the_keys_allowed_there(problems
 def test_an_unknown_key_without_a_close_match_lists_the_allowed_keys(problems):
     text = edit(MINIMAL, "    assistant: null\n", "    assistant: null\n    colour: red\n")
     message = only(problems(text), f"{SOURCE}:{line_of(text, 'colour')}: arms[1].colour: ")
-    assert "allowed here: key, name, description, assistant, preference" in message
+    allowed = "key, name, description, participant_description, assistant, preference"
+    assert f"allowed here: {allowed}" in message
 
 
 def test_a_missing_key_is_reported_at_its_parent(problems):

@@ -20,7 +20,9 @@ from study.models import (
     OutboundMessage,
     Participant,
 )
+from study.protocol import load_protocol
 from tests.conftest import csrf_token_from
+from tests.study.web.conftest import EXAMPLE
 
 SLUG = "assistant-flourishing-rct"
 JOIN = f"/join/{SLUG}"
@@ -349,17 +351,20 @@ def test_a_double_submit_of_enrollment_allocates_once(client, db):
     assert len(db.exec(select(Allocation)).all()) == 1
 
 
-def test_the_welcome_page_names_the_participants_own_arm_and_what_happens_next(client, db):
+def test_the_welcome_page_tells_the_participant_about_their_own_group_only(client, db):
     enrolled(client)
     body = text_of(client.get(f"{JOIN}/welcome"))
     participant = participant_of(db, client)
     allocation = db.exec(select(Allocation)).one()
     own = db.get(Arm, allocation.arm_id)
-    others = [a for a in db.exec(select(Arm)) if a.id != own.id]
+    protocol = load_protocol(EXAMPLE)
+    told = " ".join(protocol.model.arm(own.key).participant_description["en"].split())
 
-    assert f"You are in the group: {own.name}" in body
-    for arm in others:
+    assert told in body
+    # Researchers' names and descriptions of the arms never reach participants.
+    for arm in protocol.model.arms:
         assert arm.name not in body
+        assert " ".join(arm.description.split()) not in body
     assert "Every week, starting 7 days after you join" in body
     assert "We will send you each invitation by text message." in body
     assert "Withdraw from the study" in body and "reply STOP" in body
@@ -421,7 +426,7 @@ def test_the_portal_link_opens_the_study_page_from_another_device(app, client, d
     response = other.get(path)
     assert response.location == "/p/"
     body = text_of(other.get("/p/"))
-    assert "Your study page" in body and "You are in the group" in body
+    assert "Your study page" in body and "Your group" in body
     assert other.get("/p/consent-copy").status_code == 200
 
     tampered = path[:-3] + ("AAA" if not path.endswith("AAA") else "BBB")
