@@ -51,6 +51,10 @@ CONTROL_ARM = """\
   - key: control
     name: No assistant
     description: Usual life; the same questionnaires on the same schedule.
+    participant_description:
+      en: >
+        You are not given an assistant. Please carry on as usual; your answers to the same
+        questionnaires are just as important to the study.
     assistant: null
 """
 
