@@ -256,6 +256,22 @@ def comprehension(slug: str):
     )
 
 
+def _signature_from_form(journey: Journey, record) -> tuple[str, dict, str]:
+    """Sign (or re-sign) with the typed name and optional items posted; commit on success.
+
+    Returns the name, the options and a problem to show ('' when signed).
+    """
+    name = request.form.get("signed_name", "")
+    options = enrollment.consent_options(journey.protocol, request.form)
+    try:
+        record(db(), services().pii, journey, signed_name=name, options=options, now=_now())
+    except (ValueError, consent.ConsentError) as exc:
+        problem = str(exc)
+        return name, options, problem[0].upper() + problem[1:]
+    db().commit()
+    return name, options, ""
+
+
 @bp.route("/join/<slug>/sign", methods=["GET", "POST"])
 def sign(slug: str):
     journey = _require(slug, "sign")
@@ -265,17 +281,8 @@ def sign(slug: str):
     if journey.consent_is_current:
         return redirect(url_for("participate.signed", slug=slug))
     if request.method == "POST":
-        name = request.form.get("signed_name", "")
-        options = enrollment.consent_options(protocol, request.form)
-        try:
-            enrollment.record_consent(
-                db(), services().pii, journey, signed_name=name, options=options, now=_now()
-            )
-        except (ValueError, consent.ConsentError) as exc:
-            problem = str(exc)
-            problem = problem[0].upper() + problem[1:]
-        else:
-            db().commit()
+        name, options, problem = _signature_from_form(journey, enrollment.record_consent)
+        if not problem:
             return redirect(url_for("participate.signed", slug=slug))
     return _render(
         "sign.html",
@@ -606,17 +613,8 @@ def reconsent():
     }
     name, problem = "", ""
     if request.method == "POST":
-        name = request.form.get("signed_name", "")
-        options = enrollment.consent_options(protocol, request.form)
-        try:
-            enrollment.reconsent(
-                db(), services().pii, journey, signed_name=name, options=options, now=_now()
-            )
-        except (ValueError, consent.ConsentError) as exc:
-            problem = str(exc)
-            problem = problem[0].upper() + problem[1:]
-        else:
-            db().commit()
+        name, options, problem = _signature_from_form(journey, enrollment.reconsent)
+        if not problem:
             return redirect(url_for("participate.portal"))
     return _render(
         "reconsent.html",
