@@ -73,6 +73,28 @@ class OutboundMessage(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     sent_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     status_updated_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # A fresh random key per send attempt, written (and committed) before the provider is asked
+    # to send. It travels with the message (in the survey link and the status callback URL), so
+    # after a crash the provider can be asked whether this very attempt went out.
+    attempt_key: str = Field(
+        default="", max_length=32, index=True, sa_column_kwargs={"server_default": ""}
+    )
+    attempt_started_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class SendBudget(SQLModel, table=True):
+    """A token bucket per channel, shared by every dispatcher on every host.
+
+    Providers limit how fast one sender may send (a Twilio long code about one segment per
+    second). The bucket lives in the database so that the limit holds for the whole deployment,
+    not per process.
+    """
+
+    __tablename__ = "send_budget"
+
+    channel: str = Field(primary_key=True, max_length=16)
+    tokens: float
+    refilled_at: datetime = Field(sa_type=UTCDateTime)
 
 
 class InboundMessage(SQLModel, table=True):
