@@ -44,6 +44,9 @@ PROVIDER_ERRORS = {
 
 class StatusOutcome(Enum):
     UPDATED = "updated"
+    # Matched by the dispatcher's attempt key before it recorded the send: the provider id is
+    # kept, the status is left for the dispatcher to record.
+    ID_RECORDED = "id_recorded"
     STALE = "stale"  # the message is already at this status or further along
     UNKNOWN_MESSAGE = "unknown_message"
     NOT_A_STEP = "not_a_step"  # a provider status that does not move our record
@@ -56,12 +59,20 @@ def apply_status(
     provider_status: str,
     now: datetime,
     error_code: str | None = None,
+    attempt_key: str | None = None,
 ) -> StatusOutcome:
     """Move the outbox message with this provider id to the reported status, if that is a step
-    forward; records `status_updated_at` and, for a failure, the provider's reason."""
+    forward; records `status_updated_at` and, for a failure, the provider's reason.
+
+    `attempt_key` (from the callback URL the dispatcher gave) finds a message whose send the
+    dispatcher has not recorded yet, e.g. after a crash: its provider id is stored, so that
+    later callbacks find it, but its status is left to the dispatcher's record of the send.
+    """
     target = PROVIDER_STATUS.get((provider_status or "").strip().lower())
     if not provider_message_id:
         return StatusOutcome.UNKNOWN_MESSAGE
+    if attempt_key and _record_id(session, attempt_key, provider_message_id):
+        return StatusOutcome.ID_RECORDED
     if target is None:
         return _known(session, provider_message_id, StatusOutcome.NOT_A_STEP)
     earlier = [status for status, rank in RANK.items() if rank < RANK[target]]
@@ -88,6 +99,20 @@ def describe_error(error_code: str | None) -> str:
         return "provider reported a failure without an error code"
     meaning = PROVIDER_ERRORS.get(str(error_code))
     return f"twilio {error_code}: {meaning}" if meaning else f"twilio {error_code}"
+
+
+def _record_id(session: Session, attempt_key: str, provider_message_id: str) -> bool:
+    return bool(
+        session.execute(
+            update(OutboundMessage)
+            .where(
+                col(OutboundMessage.attempt_key) == attempt_key,
+                col(OutboundMessage.provider_message_id) == "",
+            )
+            .values(provider_message_id=provider_message_id[:64])
+            .execution_options(synchronize_session=False)
+        ).rowcount
+    )
 
 
 def _known(session: Session, provider_message_id: str, outcome: StatusOutcome) -> StatusOutcome:
