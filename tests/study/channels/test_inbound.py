@@ -205,3 +205,32 @@ def test_registered_handlers_get_non_keyword_messages_but_never_keywords(
 )
 def test_keywords_ignore_case_spacing_and_trailing_punctuation(body, keyword):
     assert normalise_keyword(body) == keyword
+
+
+def test_two_concurrent_deliveries_of_one_message_store_it_once(
+    session, engine, vault, clock, texter, monkeypatch
+):
+    """The second delivery checked for the message before the first committed; the unique
+    constraint stops its insert, and it is answered as a repeat."""
+    from sqlmodel import Session
+
+    from study.channels import inbound
+
+    first = receive(session, vault, clock, "STOP")
+    real_stored = inbound._stored
+    lookups = []
+
+    def not_yet_committed_on_first_look(session, sid):
+        lookups.append(sid)
+        return None if len(lookups) == 1 else real_stored(session, sid)
+
+    monkeypatch.setattr(inbound, "_stored", not_yet_committed_on_first_look)
+    with Session(engine, expire_on_commit=False) as other:
+        second = receive(other, vault, clock, "STOP")
+
+    assert len(lookups) == 2  # looked, inserted, hit the constraint, looked again
+    assert second.duplicate is True
+    assert second.reply == first.reply and second.action == "opt_out"
+    assert len(stored(session)) == 1
+    events = session.exec(select(AuditEvent).where(AuditEvent.action == "contact.opt_out"))
+    assert len(events.all()) == 1
