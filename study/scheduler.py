@@ -69,10 +69,14 @@ def transactional(name: str, work: Callable[[Session, datetime], None]) -> TickT
 def standard_tasks(settings: Settings) -> list[TickTask]:
     """The tasks every `flourish scheduler` (and `flourish run`) process runs, in this order.
 
-    This is where periodic work is registered; the invitation dispatcher joins the list when it
-    exists. With no tasks the ticker still beats, so `/healthz` can tell that it runs.
+    This is where periodic work is registered. With no tasks the ticker still beats, so
+    `/healthz` can tell that it runs.
     """
-    return []
+    from .schedule.dispatch import dispatch_task
+
+    tasks: list[TickTask] = []
+    tasks.append(dispatch_task(settings))
+    return tasks
 
 
 @dataclass(frozen=True)
