@@ -11,7 +11,7 @@ import secrets
 import smtplib
 import ssl
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime, parseaddr
@@ -79,8 +79,8 @@ class SmtpEmail:
         message["To"] = to
         message["Subject"] = subject or ""
         message["Message-ID"] = f"<{message_id}>"
-        if self._clock is not None:
-            message["Date"] = format_datetime(self._clock.now())
+        now = self._clock.now() if self._clock is not None else datetime.now(UTC)
+        message["Date"] = format_datetime(now)
         message.set_content(body)
         try:
             with self._factory(self.host, self.port, self.timeout) as smtp:
