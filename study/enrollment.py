@@ -26,7 +26,7 @@ from sqlmodel import Session, col, select
 
 import consent
 
-from . import audit, randomization
+from . import audit, randomization, schedule
 from .models import (
     Allocation,
     Arm,
@@ -727,7 +727,8 @@ def enroll(
     Called again (a double submit, a refresh) it returns the allocation already made. Two
     concurrent calls cannot both allocate: the participant row is locked on PostgreSQL, and the
     allocation's unique participant_id refuses a second one on any engine. `environ` and
-    `secret_key` locate the secret allocation seed (`randomization.allocation_seed`).
+    `secret_key` locate the secret allocation seed (`randomization.allocation_seed`); the
+    secret key also seeds the participant's schedule, planned here (`schedule.materialise`).
     """
     participant = journey.participant
     if session.get_bind().dialect.name == "postgresql":
@@ -774,6 +775,19 @@ def enroll(
         after=_participant_state(participant),
         details={"protocol_version": journey.opened.version.number},
         at=now,
+    )
+    # The schedule is planned in the same transaction as the allocation, so an enrolled
+    # participant always has one; a second call returned above and plans nothing again.
+    schedule.materialise(
+        session,
+        participant,
+        protocol,
+        journey.opened.version.id,
+        now=now,
+        seed=schedule.schedule_seed(
+            secret_key or environ.get("FLOURISH_SECRET_KEY", ""), journey.opened.study.slug
+        ),
+        actor=journey.actor,
     )
     return allocation
 
