@@ -73,9 +73,12 @@ def standard_tasks(settings: Settings) -> list[TickTask]:
     `/healthz` can tell that it runs.
     """
     from .schedule.dispatch import dispatch_task
+    from .schedule.horizon import horizon_task
 
     tasks: list[TickTask] = []
     tasks.append(dispatch_task(settings))
+    # Writes each participant's next stretch of occasions (the rolling horizon, a batch a tick).
+    tasks.append(horizon_task(settings))
     return tasks
 
 

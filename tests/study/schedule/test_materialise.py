@@ -26,11 +26,13 @@ from study.schedule import (
     DEFAULT_HORIZON,
     ScheduleError,
     extend_horizon,
+    horizon_task,
     materialise,
     plan_occasions,
     replan,
     schedule_seed,
 )
+from study.scheduler import standard_tasks, tick_once
 from tests.study.test_enrollment import ENVIRON, opened, ready_to_enroll, vault  # noqa: F401
 
 EXAMPLE = Path(__file__).parents[3] / "examples/protocols/assistant-flourishing-rct.yaml"
@@ -437,3 +439,34 @@ def test_a_protocol_amendment_is_applied_to_the_future_by_the_horizon_task(
     assert event.details["reason"] == "amendment"
     # Applied once: the next round finds nothing planned under the old version.
     assert extend_horizon(session, clock.now(), secret_key=SECRET).replanned == 0
+
+
+# --- the tick task ------------------------------------------------------------------------------
+
+
+def test_the_horizon_task_runs_with_every_scheduler_and_keeps_its_cursor(engine, settings, clock):
+    assert "schedule.extend_horizon" in [task.name for task in standard_tasks(settings)]
+    with Session(engine, expire_on_commit=False) as session:
+        registration = register_protocol(session, load_protocol(EXAMPLE), actor="test")
+        session.commit()
+        people = [
+            enroll_directly(session, registration, clock, code=f"P-TICK000{n}") for n in range(3)
+        ]
+    task = horizon_task(settings, batch_size=2)
+
+    first = tick_once(engine, clock, [task])
+    assert first.failed == () and task.run.after_id == people[1].id
+    tick_once(engine, clock, [task])
+    assert task.run.after_id == 0
+
+    with Session(engine) as session:
+        assert len(occasions(session)) == 3 * 2
+        # Seeded with the instance's secret key, as enrollment is.
+        expected = plan_occasions(
+            load_protocol(EXAMPLE),
+            enrolled_at=clock.now(),
+            timezone="Europe/London",
+            seed=f"{schedule_seed(settings.secret_key, SLUG)}:P-TICK0000",
+            horizon=DEFAULT_HORIZON,
+        )
+        assert [o.due_at for o in occasions(session, people[0])] == [o.due_at for o in expected]
