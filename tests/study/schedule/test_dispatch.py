@@ -812,3 +812,55 @@ def test_the_standard_tasks_send_through_the_configured_channels(engine, setting
     row = trial.row(message)
     assert row.status == "sent" and row.provider_message_id.startswith("console-sms-")
     assert trial.fake.message_count == 0
+
+
+def test_a_planned_schedule_goes_out_on_time_through_the_ticker(trial):
+    """From planning to the participant's phone: ten days of hourly ticks over what
+    `materialise` wrote at enrollment; the baseline is completed on the second day."""
+    from study.schedule import materialise, schedule_seed
+
+    participant = trial.enrol(timezone="Europe/London")
+    with Session(trial.engine, expire_on_commit=False) as session:
+        materialise(
+            session,
+            session.get(Participant, participant.id),
+            trial.protocol,
+            trial.registration.version.id,
+            now=trial.clock.now(),
+            seed=schedule_seed(trial.settings.secret_key, trial.protocol.slug),
+        )
+        session.commit()
+    task = dispatch_task(trial.settings, channels=trial.channels)
+    start = trial.clock.now()
+
+    for hour in range(24 * 10):
+        assert tick_once(trial.engine, trial.clock, [task]).failed == ()
+        if hour == 30:
+            with Session(trial.engine) as session:
+                baseline = session.exec(
+                    select(Occasion).where(Occasion.schedule_key == "baseline")
+                ).one()
+                baseline.status, baseline.completed_at = "completed", trial.clock.now()
+                session.add(baseline)
+                session.commit()
+        trial.clock.advance(hours=1)
+
+    with Session(trial.engine) as session:
+        rows = session.exec(
+            select(OutboundMessage).where(OutboundMessage.send_after < trial.clock.now())
+        ).all()
+        occasions = {o.id: o for o in session.exec(select(Occasion)).all()}
+    sent = [row for row in rows if row.status == "sent"]
+    assert {(occasions[r.occasion_id].schedule_key, r.purpose) for r in sent} == {
+        ("baseline", "invitation"),
+        ("baseline", "reminder"),  # the one at 24 h; the one at 72 h came after completion
+        ("weekly", "invitation"),
+        ("weekly", "reminder"),
+    }
+    [late_reminder] = [row for row in rows if row.status == "cancelled"]
+    assert late_reminder.send_after == start + timedelta(hours=72)
+    assert late_reminder.last_error == "cancelled: occasion completed"
+    assert {row.status for row in rows} == {"sent", "cancelled"}
+    assert all(timedelta(0) <= row.sent_at - row.send_after < timedelta(hours=1) for row in sent)
+    assert trial.fake.message_count == len(sent) == 4
+    assert {sms.sid for sms in trial.fake.messages} == {row.provider_message_id for row in sent}
