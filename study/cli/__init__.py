@@ -65,6 +65,7 @@ def _register() -> None:
         participants,
         protocol,
         randomization,
+        schedule,
         server,
         users,
     )
@@ -79,6 +80,7 @@ def _register() -> None:
         participants,
         protocol,
         randomization,
+        schedule,
         server,
         users,
     ):
