@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography.fernet import Fernet
@@ -33,6 +33,10 @@ class Settings:
     port: int = 5000
     scheduler_tick_seconds: float = 15.0
     scheduler_stale_seconds: float = 120.0
+    sms_per_second: float = 1.0
+    email_per_second: float = 5.0
+    send_max_attempts: int = 5
+    send_retry_seconds: float = 30.0
     twilio_account_sid: str = ""
     twilio_auth_token: str = ""
     twilio_from: str = ""
@@ -43,7 +47,6 @@ class Settings:
     smtp_password: str = ""
     smtp_from: str = ""
     smtp_starttls: bool = True
-    extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def is_production(self) -> bool:
@@ -81,6 +84,10 @@ class Settings:
             "port": _int(env_vars, "FLOURISH_PORT", 5000),
             "scheduler_tick_seconds": _float(env_vars, "FLOURISH_SCHEDULER_TICK_SECONDS", 15.0),
             "scheduler_stale_seconds": _float(env_vars, "FLOURISH_SCHEDULER_STALE_SECONDS", 120.0),
+            "sms_per_second": _float(env_vars, "FLOURISH_SMS_PER_SECOND", 1.0),
+            "email_per_second": _float(env_vars, "FLOURISH_EMAIL_PER_SECOND", 5.0),
+            "send_max_attempts": _int(env_vars, "FLOURISH_SEND_MAX_ATTEMPTS", 5),
+            "send_retry_seconds": _float(env_vars, "FLOURISH_SEND_RETRY_SECONDS", 30.0),
             "twilio_account_sid": env_vars.get("TWILIO_ACCOUNT_SID", ""),
             "twilio_auth_token": env_vars.get("TWILIO_AUTH_TOKEN", ""),
             "twilio_from": env_vars.get("TWILIO_FROM", ""),

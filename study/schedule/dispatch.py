@@ -119,19 +119,18 @@ class DispatchPolicy:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> DispatchPolicy:
-        """The policy from settings: `FLOURISH_SMS_PER_SECOND` (default 1), `..._EMAIL_...`
-        (default 5; 0 means unlimited), `FLOURISH_SEND_MAX_ATTEMPTS` (5),
-        `FLOURISH_SEND_RETRY_SECONDS` (30), read from a `Settings` attribute of the lower-case
-        name without the prefix if there is one, else from `settings.extra`."""
-        rates = {}
-        for channel, default in (("sms", 1.0), ("email", 5.0)):
-            rate = float(_setting(settings, f"{channel}_per_second", default))
-            rates[channel] = rate if rate > 0 else None
+        """The policy from settings: `FLOURISH_SMS_PER_SECOND` (default 1) and
+        `FLOURISH_EMAIL_PER_SECOND` (5; 0 means unlimited), `FLOURISH_SEND_MAX_ATTEMPTS` (5),
+        `FLOURISH_SEND_RETRY_SECONDS` (30)."""
+        rates = {
+            "sms": settings.sms_per_second or None,
+            "email": settings.email_per_second or None,
+        }
         return cls(
             rates=rates,
             tick_seconds=settings.scheduler_tick_seconds,
-            max_attempts=int(_setting(settings, "send_max_attempts", 5)),
-            retry_base=timedelta(seconds=float(_setting(settings, "send_retry_seconds", 30))),
+            max_attempts=settings.send_max_attempts,
+            retry_base=timedelta(seconds=settings.send_retry_seconds),
         )
 
     def burst(self, channel: str, rate: float) -> float:
@@ -139,13 +138,6 @@ class DispatchPolicy:
 
     def backoff(self, attempts: int) -> timedelta:
         return min(self.retry_base * 2 ** max(0, attempts - 1), self.retry_cap)
-
-
-def _setting(settings: Settings, name: str, default):
-    value = getattr(settings, name, None)
-    if value is None:
-        value = settings.extra.get(f"FLOURISH_{name.upper()}")
-    return default if value in (None, "") else value
 
 
 @dataclass

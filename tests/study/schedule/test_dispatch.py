@@ -19,6 +19,7 @@ from sqlmodel import Session, select
 
 from consent import sign, withdraw
 from study.channels import TransientSendError, build_channels
+from study.config import Settings
 from study.models import AuditEvent, Consent, ContactPoint, Occasion, OutboundMessage, Participant
 from study.models.schedule import SendBudget
 from study.pii import PiiVault
@@ -573,11 +574,14 @@ def test_rate_limits_are_per_channel(trial):
     assert len(trial.channels["email"].outbox) == 3
 
 
-def test_the_policy_is_read_from_settings(settings):
-    configured = dataclasses.replace(
-        settings,
-        scheduler_tick_seconds=10.0,
-        extra={"FLOURISH_SMS_PER_SECOND": "2", "FLOURISH_EMAIL_PER_SECOND": "0"},
+def test_the_policy_is_read_from_the_environment(tmp_path, settings):
+    configured = Settings.from_env(
+        {
+            "FLOURISH_INSTANCE_PATH": str(tmp_path),
+            "FLOURISH_SCHEDULER_TICK_SECONDS": "10",
+            "FLOURISH_SMS_PER_SECOND": "2",
+            "FLOURISH_EMAIL_PER_SECOND": "0",
+        }
     )
 
     policy = DispatchPolicy.from_settings(configured)
