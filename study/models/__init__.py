@@ -9,7 +9,7 @@ from .interactions import Interaction
 from .operations import ServiceHeartbeat
 from .participants import Allocation, Consent, ContactPoint, Participant
 from .responses import ItemResponse, Response
-from .schedule import InboundMessage, Occasion, OutboundMessage
+from .schedule import InboundMessage, Occasion, OutboundMessage, SendBudget
 from .studies import Arm, ProtocolVersion, Study
 from .types import UTCDateTime, utcnow
 
@@ -33,6 +33,7 @@ __all__ = [
     "ProtocolVersion",
     "Researcher",
     "Response",
+    "SendBudget",
     "ServiceHeartbeat",
     "Study",
     "UTCDateTime",
