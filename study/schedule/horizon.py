@@ -151,7 +151,7 @@ def extend_horizon(
             to_top_up.append((participant, written_until))
 
     opted_in = _opted_in(session, [p for p, _ in to_top_up], plans)
-    extended = []
+    writes = []
     for participant, written_until in to_top_up:
         plan = plans[participant.study_id]
         planned = plan_for(
@@ -163,19 +163,25 @@ def extend_horizon(
             ema_opt_in=participant.id in opted_in,
         )
         new = [o for o in planned if written_until is None or o.due_at > written_until]
-        if not new:
-            continue
-        lock_participant(session, participant.id)
+        if new:
+            writes.append((participant, plan, new))
+
+    # Every participant lock is taken, in id order, before the first audit event: audit events
+    # serialise on the chain's lock, and waiting for it while still collecting participant
+    # locks could deadlock with a withdrawal (participant row first, then the chain).
+    for participant_id in sorted({p.id for p, _, _ in writes} | {p.id for p in amended}):
+        lock_participant(session, participant_id)
+
+    for participant, plan, new in writes:
         session.refresh(participant)
         if participant.status != "enrolled":
             continue  # withdrew since the batch was read
         written = write_missing(session, participant, new, plan.version_id, now=now)
         if written.occasions:
-            extended.append(participant.code)
+            outcome.extended += 1
             outcome.occasions += len(written.occasions)
             outcome.messages += written.messages
-    outcome.extended = len(extended)
-    if extended:
+    if outcome.extended:
         audit.record(
             session,
             actor,
