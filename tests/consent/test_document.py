@@ -32,7 +32,7 @@ def test_version_comes_from_the_protocol_and_the_hash_from_the_documents_text(pr
     text = (EXAMPLES / "consent/assistant-flourishing-rct-consent-v1.md").read_text()
     assert document.version == "1.0"
     assert document.sha256 == hashlib.sha256(text.encode()).hexdigest()
-    assert [item.id for item in document.optional_items] == ["store_chat_content"]
+    assert [item.id for item in document.optional_items] == ["store_chat_content", "ema"]
 
 
 def test_an_edited_document_has_another_hash(protocol, examples_copy):

@@ -60,7 +60,7 @@ def test_signing_records_version_hash_options_and_an_encrypted_signature(
     assert participant.status == "consented"
     assert consent.document_version == "1.0"
     assert consent.document_hash == load_document(protocol).sha256
-    assert consent.options == {"store_chat_content": True}
+    assert consent.options == {"store_chat_content": True, "ema": False}
     assert consent.signed_at == clock.now()
     assert vault.decrypt(consent.signature_encrypted) == SIGNED_NAME
     raw = session.execute(text("SELECT * FROM consent WHERE id = :id"), {"id": consent.id}).one()
@@ -88,7 +88,7 @@ def test_optional_items_not_ticked_count_as_refused(
     session, vault, protocol, make_participant, clock
 ):
     consent = _sign(session, vault, make_participant(), protocol, clock, options={})
-    assert consent.options == {"store_chat_content": False}
+    assert consent.options == {"store_chat_content": False, "ema": False}
 
 
 @pytest.mark.parametrize(

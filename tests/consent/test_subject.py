@@ -58,7 +58,7 @@ def test_export_holds_everything_on_the_participant_decrypted(
     }
     [consent] = export["consents"]
     assert consent["signature"] == SIGNED_NAME and consent["document_version"] == "1.0"
-    assert consent["options"] == {"store_chat_content": True}
+    assert consent["options"] == {"store_chat_content": True, "ema": False}
     assert export["allocation"]["arm"] == "reflective"
     assert "sequence_number" not in export["allocation"]
     assert len(export["occasions"]) == 4

@@ -194,7 +194,7 @@ def test_signing_needs_the_comprehension_questions_answered_correctly(
         now=clock.now(),
     )
     assert journey.participant.status == "consented"
-    assert signed.options == {"store_chat_content": True}
+    assert signed.options == {"store_chat_content": True, "ema": False}
     assert vault.decrypt(signed.signature_encrypted) == "Ada Lovelace"
     assert journey.next_step() == "baseline"
 

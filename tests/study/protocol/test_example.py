@@ -74,5 +74,5 @@ def test_consent_has_comprehension_questions_and_the_chat_storage_option():
     protocol = load_protocol(EXAMPLE)
     consent = protocol.model.consent
     assert len(consent.comprehension) >= 3
-    assert [item.id for item in consent.optional_items] == ["store_chat_content"]
+    assert [item.id for item in consent.optional_items] == ["store_chat_content", "ema"]
     assert "Withdrawing" in protocol.file_text(consent.document)

@@ -238,7 +238,8 @@ def test_the_signature_needs_a_typed_name_and_optional_items_default_from_the_pr
     assert response.location == f"{JOIN}/signed"
     participant = participant_of(db, client)
     assert participant.status == "consented"
-    assert enrollment.active_consent(db, participant).options == {"store_chat_content": True}
+    options = enrollment.active_consent(db, participant).options
+    assert options == {"store_chat_content": True, "ema": False}
 
 
 def test_the_signed_copy_downloads_as_html_with_name_date_and_version(client, db):
