@@ -4,6 +4,7 @@ from sqlmodel import SQLModel
 
 from .accounts import ApiKey, Researcher
 from .audit import AuditEvent
+from .conversations import SmsConversation
 from .enrollment import EnrollmentProgress, Invitation
 from .interactions import Interaction
 from .operations import ServiceHeartbeat
@@ -35,6 +36,7 @@ __all__ = [
     "Response",
     "SendBudget",
     "ServiceHeartbeat",
+    "SmsConversation",
     "Study",
     "UTCDateTime",
     "metadata",
