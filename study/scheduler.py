@@ -72,6 +72,7 @@ def standard_tasks(settings: Settings) -> list[TickTask]:
     This is where periodic work is registered. With no tasks the ticker still beats, so
     `/healthz` can tell that it runs.
     """
+    from .compliance import sweep_task
     from .schedule.dispatch import dispatch_task
     from .schedule.horizon import horizon_task
 
@@ -79,6 +80,8 @@ def standard_tasks(settings: Settings) -> list[TickTask]:
     tasks.append(dispatch_task(settings))
     # Writes each participant's next stretch of occasions (the rolling horizon, a batch a tick).
     tasks.append(horizon_task(settings))
+    # Closes windows: occasions past `closes_at` and not answered become missed.
+    tasks.append(sweep_task(settings))
     return tasks
 
 
