@@ -57,6 +57,7 @@ def main(ctx: click.Context, database_url: str | None) -> None:
 def _register() -> None:
     from . import (
         audit,
+        compliance,
         db,
         instruments,
         instruments_redcap,
@@ -72,6 +73,7 @@ def _register() -> None:
 
     for module in (
         audit,
+        compliance,
         db,
         instruments,
         instruments_redcap,
