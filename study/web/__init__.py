@@ -42,13 +42,14 @@ def create_app(
     CSRFProtect(app)
     app.teardown_appcontext(close_request_session)
 
-    from . import auth, health, participants, participate, studies, twilio_hooks
+    from . import auth, health, participants, participate, studies, surveys, twilio_hooks
 
     auth.init_app(app)
     app.register_blueprint(health.bp)
     app.register_blueprint(studies.bp)
     app.register_blueprint(participants.bp)
     app.register_blueprint(participate.bp)
+    app.register_blueprint(surveys.bp)
     twilio_hooks.init_app(app)  # CSRF-exempt via extensions["csrf"]: Twilio signs these
     app.after_request(_security_headers)
     return app
