@@ -64,6 +64,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col
 
 from consent import current_consent
+from study import sms_surveys
 from study.channels import (
     STATUS_CALLBACK_PATH,
     PermanentSendError,
@@ -382,7 +383,7 @@ class _Run:
                 return None
 
             key = secrets.token_urlsafe(12)
-            subject, body = self._render(message, occasion, participant, protocol, key)
+            subject, body = self._render(session, message, occasion, participant, protocol, key)
             message.attempt_key = key
             message.attempt_started_at = self.now
             message.attempts += 1
@@ -469,13 +470,29 @@ class _Run:
             version = session.get(ProtocolVersion, participant.protocol_version_id)
         return self.protocols.load(version)
 
-    def _render(self, message, occasion, participant, protocol, key) -> tuple[str | None, str]:
+    def _render(
+        self, session, message, occasion, participant, protocol, key
+    ) -> tuple[str | None, str]:
         if occasion is None:
             return None, message.body
         link = survey_link(self.settings, occasion.id, nonce=key)
-        return render_invitation(
+        subject, body = render_invitation(
             occasion, participant, protocol, link, message.purpose, channel=message.channel
         )
+        if message.channel == "sms":
+            # An SMS-answerable occasion: the question goes with the link, and the conversation
+            # opens in this transaction, committed with the attempt key before the send. The
+            # link (holding the key) stays in the text, so the crash lookup is unchanged.
+            body = sms_surveys.start_or_resume(
+                session,
+                occasion=occasion,
+                participant=participant,
+                protocol=protocol,
+                invitation=body,
+                purpose=message.purpose,
+                now=self.now,
+            )
+        return subject, body
 
     def _take_token(self, session: Session, channel: str) -> bool:
         rate = self.policy.rates.get(channel)
