@@ -148,11 +148,14 @@ def load_document(protocol: Protocol) -> ConsentDocument:
     text = protocol.file_text(spec.document)
     title, sections = split_sections(text)
     return ConsentDocument(
-        title=title or protocol.model.study.title,
+        title=title
+        or protocol.model.study.title_for_participants(protocol.model.study.default_language),
         version=spec.version,
         sha256=hashlib.sha256(text.encode("utf-8")).hexdigest(),
         sections=sections,
-        study_title=protocol.model.study.title,
+        study_title=protocol.model.study.title_for_participants(
+            protocol.model.study.default_language
+        ),
         study_slug=protocol.model.study.slug,
         optional_items=tuple(
             OptionalItem(item.id, dict(item.text), item.default) for item in spec.optional_items

@@ -230,7 +230,7 @@ def _help(context: InboundContext) -> Reply:
             context.language,
             "sms.help",
             sender=sms_sender(protocol),
-            title=protocol.model.study.title,
+            title=protocol.model.study.title_for_participants(context.language),
             contact=contact_line(protocol),
         ),
         "help",

@@ -113,7 +113,7 @@ def render_invitation(
     if channel != "email":
         raise ValueError(f"channel {channel!r}: use sms or email")
     study = protocol.model.study
-    values = {"title": study.title, "close": close, "link": link}
+    values = {"title": study.title_for_participants(language), "close": close, "link": link}
     subject = text(language, f"email.{purpose}.subject", **values)
     body = text(
         language,

@@ -56,9 +56,15 @@ class Registration(Section):
 
 
 class StudyInfo(Section):
+    """The study. `title` and `description` are for researchers and registries; participants
+    see `public_title` and `public_description` where given, so that a title naming the
+    hypothesis or the arms never reaches them."""
+
     slug: Slug
     title: Annotated[Text, Field(max_length=300)]
     description: Text
+    public_title: LocalizedText | None = None
+    public_description: LocalizedText | None = None
     principal_investigator: Person
     contact: Person
     registrations: tuple[Registration, ...] = ()
@@ -66,6 +72,19 @@ class StudyInfo(Section):
     languages: Annotated[tuple[LanguageCode, ...], Field(min_length=1)] = ("en",)
     default_language: LanguageCode = "en"
     version_note: Text | None = None
+
+    def title_for_participants(self, language: str) -> str:
+        """The public title in `language` (falling back to English, then any), else `title`."""
+        return _pick(self.public_title, language) or self.title
+
+    def description_for_participants(self, language: str) -> str:
+        return _pick(self.public_description, language) or self.description
+
+
+def _pick(text: dict[str, str] | None, language: str) -> str:
+    if not text:
+        return ""
+    return text.get(language) or text.get("en") or next(iter(text.values()))
 
 
 # --- arms ---------------------------------------------------------------------------------------

@@ -92,8 +92,7 @@ def test_an_email_has_a_subject_the_link_the_closing_time_a_withdraw_link_and_th
     subject, body = render_invitation(
         occasion, participant(timezone="Asia/Kolkata"), protocol, LINK, channel="email"
     )
-    title = protocol.model.study.title
-    assert subject == f"{title}: your questionnaire is ready"
+    assert subject == "Everyday Life and AI Assistants Study: your questionnaire is ready"
     assert LINK in body
     assert "Tue 3 Mar, 23:30 (Asia/Kolkata time)" in body
     assert "https://study.example.org/p/" in body

@@ -96,9 +96,10 @@ def participant_of(db, client) -> Participant:
 # --- study link and screener --------------------------------------------------------------------
 
 
-def test_the_study_link_opens_the_welcome_page(client, example_study):
+def test_the_study_link_opens_the_welcome_page_with_the_public_title_only(client, example_study):
     body = page(client, JOIN)
-    assert example_study.title in body
+    assert "Everyday Life and AI Assistants Study" in body
+    assert example_study.title not in body  # the researchers' title names the arms
     assert f'href="{JOIN}/screening"' in body
 
 
