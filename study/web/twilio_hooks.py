@@ -18,6 +18,7 @@ from twilio.request_validator import RequestValidator
 from twilio.twiml.messaging_response import MessagingResponse
 
 import consent
+import study.sms_surveys  # noqa: F401  (registers the SMS survey reply handler)
 from study.channels import apply_status, receive_sms
 
 from .context import db, services

@@ -195,3 +195,22 @@ def test_a_status_callback_for_an_unknown_message_is_accepted(client, engine, te
 def test_the_webhooks_need_no_csrf_token_but_other_posts_still_do(client, texter):
     assert signed_post(client, "/twilio/sms", inbound("hello")).status_code == 200
     assert client.post("/login", data={"email": "a@example.org"}).status_code == 400
+
+
+def test_the_web_app_alone_routes_replies_to_sms_survey_conversations(tmp_path):
+    # In a fresh interpreter, so that no test's own import of study.sms_surveys hides a
+    # web app that forgot to install the handler.
+    import subprocess
+    import sys
+
+    script = (
+        "from study.web import create_app\n"
+        "from study.channels import inbound\n"
+        "create_app()\n"
+        "print([h.__module__ + '.' + h.__name__ for h in inbound._handlers])\n"
+    )
+    env = {"FLOURISH_INSTANCE_PATH": str(tmp_path), "FLOURISH_ENV": "test", "PATH": ""}
+    out = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True
+    ).stdout
+    assert "study.sms_surveys" in out
