@@ -75,6 +75,7 @@ def standard_tasks(settings: Settings) -> list[TickTask]:
     from .compliance import sweep_task
     from .schedule.dispatch import dispatch_task
     from .schedule.horizon import horizon_task
+    from .sms_surveys.conversation import expire_conversations
 
     tasks: list[TickTask] = []
     tasks.append(dispatch_task(settings))
@@ -82,6 +83,13 @@ def standard_tasks(settings: Settings) -> list[TickTask]:
     tasks.append(horizon_task(settings))
     # Closes windows: occasions past `closes_at` and not answered become missed.
     tasks.append(sweep_task(settings))
+    # SMS survey conversations past their deadline are marked expired (for monitoring).
+    tasks.append(
+        transactional(
+            "sms_surveys.expire",
+            lambda session, now: expire_conversations(session, now=now),
+        )
+    )
     return tasks
 
 

@@ -388,6 +388,17 @@ def test_the_sweep_expires_conversations_past_their_deadline(trial):
     assert conversation(trial, occasion).status == "expired"
 
 
+def test_every_scheduler_tick_expires_conversations_past_their_deadline(trial, settings):
+    from study.scheduler import standard_tasks, tick_once
+
+    expire = [task for task in standard_tasks(settings) if task.name == "sms_surveys.expire"]
+    _, occasion, _ = surveyed(trial, window=timedelta(hours=2))
+    trial.clock.advance(hours=2)
+    outcome = tick_once(trial.engine, trial.clock, expire)
+    assert outcome.failed == ()
+    assert conversation(trial, occasion).status == "expired"
+
+
 def test_withdrawal_closes_the_conversation(trial):
     participant, occasion, _ = surveyed(trial)
     with Session(trial.engine) as session:
