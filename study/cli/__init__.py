@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import getpass
+import importlib
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -54,38 +55,28 @@ def main(ctx: click.Context, database_url: str | None) -> None:
     ctx.obj = CliContext(overrides=overrides)
 
 
-def _register() -> None:
-    from . import (
-        audit,
-        compliance,
-        db,
-        instruments,
-        instruments_redcap,
-        instruments_score,
-        invitations,
-        participants,
-        protocol,
-        randomization,
-        schedule,
-        server,
-        users,
-    )
+# Each module holds one concern's commands and lists them in `COMMANDS`. Modules that extend
+# another's group (instruments_score, instruments_redcap) attach themselves when imported.
+_COMMAND_MODULES = (
+    "audit",
+    "compliance",
+    "db",
+    "instruments",
+    "instruments_redcap",
+    "instruments_score",
+    "invitations",
+    "participants",
+    "protocol",
+    "randomization",
+    "schedule",
+    "server",
+    "users",
+)
 
-    for module in (
-        audit,
-        compliance,
-        db,
-        instruments,
-        instruments_redcap,
-        instruments_score,
-        invitations,
-        participants,
-        protocol,
-        randomization,
-        schedule,
-        server,
-        users,
-    ):
+
+def _register() -> None:
+    for name in _COMMAND_MODULES:
+        module = importlib.import_module(f"{__name__}.{name}")
         for command in module.COMMANDS:
             main.add_command(command)
 
