@@ -177,6 +177,11 @@ class Trial:
 
 @pytest.fixture
 def trial(engine, settings, clock) -> Trial:
+    return make_trial(engine, settings, clock)
+
+
+def make_trial(engine, settings, clock) -> Trial:
+    """The example study registered on `engine`, sending SMS through a fake Twilio."""
     settings = dataclasses.replace(
         settings,
         twilio_account_sid=ACCOUNT_SID,

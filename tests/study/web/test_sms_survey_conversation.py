@@ -3,21 +3,15 @@ through the fake Twilio, and the participant answers by signed `POST /twilio/sms
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 
 import pytest
 from sqlmodel import Session, select
 
 from study import sms_surveys
-from study.channels import build_channels
 from study.models import ItemResponse, Occasion, OutboundMessage, Response, SmsConversation
-from study.pii import PiiVault
-from study.protocol import load_protocol
-from study.protocol.registry import register_protocol
 from study.web import create_app
-from tests.fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio
-from tests.study.schedule.test_dispatch import EXAMPLE, TWILIO_FROM, Trial
+from tests.study.schedule.test_dispatch import Trial, make_trial
 from tests.study.web.test_twilio_hooks import inbound, signed_post
 
 assert sms_surveys.answer  # importing the package registers the conversation handler
@@ -25,27 +19,7 @@ assert sms_surveys.answer  # importing the package registers the conversation ha
 
 @pytest.fixture
 def trial(settings, sqlite_engine, clock) -> Trial:
-    settings = dataclasses.replace(
-        settings,
-        twilio_account_sid=ACCOUNT_SID,
-        twilio_auth_token=AUTH_TOKEN,
-        twilio_from=TWILIO_FROM,
-    )
-    fake = FakeTwilio(clock=clock)
-    protocol = load_protocol(EXAMPLE)
-    with Session(sqlite_engine, expire_on_commit=False) as session:
-        registration = register_protocol(session, protocol, actor="test")
-        session.commit()
-    return Trial(
-        engine=sqlite_engine,
-        settings=settings,
-        clock=clock,
-        fake=fake,
-        channels=build_channels(settings, twilio_http_client=fake, clock=clock),
-        protocol=protocol,
-        registration=registration,
-        vault=PiiVault(settings.pii_key),
-    )
+    return make_trial(sqlite_engine, settings, clock)
 
 
 @pytest.fixture
