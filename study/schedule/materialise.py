@@ -3,7 +3,9 @@
 `materialise` writes the occasions due within the rolling horizon (`DEFAULT_HORIZON`, 14 days)
 that are not written yet; `study.schedule.horizon.extend_horizon` keeps topping that up as time
 passes, so the tables hold the past and the next two weeks, never six months of prompts ahead.
-`replan` re-plans the future after a change of time zone or a protocol amendment.
+`replan` re-plans the future after a change of time zone or a protocol amendment;
+`change_time_zone` is the one way people (participant portal, coordinator page, CLI) move a
+participant to another zone.
 
 Never twice. There is no unique constraint on occasions (models are not ours to change), so
 every writer first takes a per-participant lock (`lock_participant`: the participant row `FOR
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import zoneinfo
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -32,7 +35,8 @@ from sqlalchemy import and_, or_, text, update
 from sqlmodel import Session, col, select
 
 from study import audit
-from study.models import Consent, Occasion, OutboundMessage, Participant
+from study.models import Consent, Occasion, OutboundMessage, Participant, Study
+from study.protocol.registry import current_version, load_version
 from study.protocol.schema import EmaEntry
 
 from .planning import PlannedOccasion, plan_occasions
@@ -44,6 +48,9 @@ SYSTEM_ACTOR = "system:scheduler"
 EMA_CONSENT_ITEM = "ema"
 MESSAGE_CHANNELS = {"sms": ("sms",), "email": ("email",), "both": ("sms", "email")}
 UNSENT_MESSAGE = ("pending", "cancelled")
+# A zone can be changed before enrollment (it is planned in at enrollment) and while enrolled
+# (the future is re-planned); after withdrawal or completion there is nothing left to move.
+ZONE_CHANGEABLE = ("screening", "consented", "enrolled")
 
 
 class ScheduleError(RuntimeError):
@@ -242,6 +249,93 @@ def replan(
         at=now,
     )
     return ReplanResult(len(future), cancelled_messages, written.occasions, written.messages)
+
+
+class TimeZoneError(ValueError):
+    """A time zone change that cannot be made: unknown zone, or nobody left to plan for."""
+
+
+@dataclass
+class TimeZoneChange:
+    """What `change_time_zone` did: the zones before and after, and the re-plan (None when the
+    zone did not change or the participant is not enrolled yet)."""
+
+    before: str
+    after: str
+    replanned: ReplanResult | None = None
+
+    @property
+    def changed(self) -> bool:
+        return self.before != self.after
+
+
+def change_time_zone(
+    session: Session,
+    participant: Participant,
+    new_tz: str,
+    *,
+    now: datetime,
+    actor: str,
+    secret_key: str,
+    horizon: timedelta = DEFAULT_HORIZON,
+) -> TimeZoneChange:
+    """Move the participant to IANA zone `new_tz` and re-plan their future; audited.
+
+    Raises `TimeZoneError` (nothing changed) for a name the server's zoneinfo does not know or
+    a participant who has withdrawn or completed. An enrolled participant's future is re-planned
+    under the study's protocol version in force (`replan`, reason `timezone`): occasions
+    answered, sent, past or open now stay exactly as they were. Before enrollment only the zone
+    changes (enrollment plans in it). The same zone again changes and audits nothing. Runs in
+    the caller's transaction; `secret_key` gives the study's schedule seed.
+    """
+    name = (new_tz or "").strip()
+    if name not in zoneinfo.available_timezones():
+        raise TimeZoneError(
+            f"{new_tz!r} is not a time zone known here: choose one from the list, "
+            "for example Europe/London"
+        )
+    # The lock first: it orders this change with enrollment, top-ups and the dispatcher's
+    # withdrawal checks, and audit events are taken after it (see horizon.py).
+    lock_participant(session, participant.id)
+    session.refresh(participant)
+    if participant.status not in ZONE_CHANGEABLE:
+        raise TimeZoneError(
+            f"participant {participant.code} is {participant.status}: there is no schedule to move"
+        )
+    change = TimeZoneChange(before=participant.timezone, after=name)
+    if not change.changed:
+        return change
+    participant.timezone = name
+    session.add(participant)
+    session.flush()
+    audit.record(
+        session,
+        actor,
+        "participant.timezone",
+        entity_type="participant",
+        entity_id=participant.id,
+        before={"timezone": change.before},
+        after={"timezone": name},
+        details={"participant": participant.code},
+        at=now,
+    )
+    if participant.status == "enrolled" and participant.enrolled_at is not None:
+        study = session.get(Study, participant.study_id)
+        version = current_version(session, participant.study_id)
+        if version is None:
+            raise ScheduleError(f"study {study.slug} has no protocol version to plan under")
+        change.replanned = replan(
+            session,
+            participant,
+            load_version(version),
+            version.id,
+            now=now,
+            seed=schedule_seed(secret_key, study.slug),
+            horizon=horizon,
+            actor=actor,
+            reason="timezone",
+        )
+    return change
 
 
 def _replaceable(session: Session, participant: Participant, now: datetime) -> list[int]:
