@@ -66,6 +66,7 @@ _COMMAND_MODULES = (
     "instruments_score",
     "invitations",
     "participants",
+    "prereg",
     "protocol",
     "randomization",
     "schedule",

@@ -51,6 +51,9 @@ def create_app(
     app.register_blueprint(participate.bp)
     app.register_blueprint(surveys.bp)
     twilio_hooks.init_app(app)  # CSRF-exempt via extensions["csrf"]: Twilio signs these
+    from dashboards.app import init_app as init_dashboards  # /dashboard/: its own guard and CSP
+
+    init_dashboards(app)
     app.after_request(_security_headers)
     return app
 
