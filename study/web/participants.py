@@ -7,7 +7,8 @@ Who may do what:
   `unblind`), never to analysts, who work blinded;
 - contact details and signed names only to `view_contacts` (coordinator, investigator, admin),
   on request, and every such view is audited;
-- withdrawal to `manage_participants`;
+- withdrawal and a change of time zone (which re-plans questionnaires to come) to
+  `manage_participants`;
 - export and erasure of everything held on a person to those who hold both the permission for
   the personal data involved and `unblind` (investigator, admin): an export reveals the
   allocation, and an erasure cannot be undone.
@@ -23,7 +24,7 @@ from flask import Blueprint, Response, abort, flash, redirect, render_template, 
 from flask_login import current_user, login_required
 from flask_wtf import FlaskForm
 from sqlmodel import select
-from wtforms import BooleanField, StringField, TextAreaField
+from wtforms import BooleanField, SelectField, StringField, TextAreaField
 from wtforms.validators import DataRequired, Length
 
 import consent
@@ -34,8 +35,10 @@ from ..models import Allocation, Arm, Occasion, Participant, Study
 from ..models.participants import PARTICIPANT_STATUSES
 from ..protocol import Protocol, ProtocolError
 from ..protocol.registry import current_version, load_version
+from ..schedule.materialise import ZONE_CHANGEABLE, TimeZoneError, change_time_zone
 from .auth import current_actor, permission_required
 from .context import db, services
+from .participate import timezone_names
 
 bp = Blueprint("participants", __name__, url_prefix="/studies/<slug>/participants")
 
@@ -63,6 +66,17 @@ class EraseForm(FlaskForm):
     keep_pseudonymous_data = BooleanField(
         "Keep pseudonymous answers and usage data (erase only what identifies the person)"
     )
+
+
+class TimeZoneForm(FlaskForm):
+    # The domain validates the zone (and says so clearly); the select only offers the choices.
+    timezone = SelectField("New time zone", validate_choice=False)
+
+
+def _timezone_form(participant: Participant) -> TimeZoneForm:
+    form = TimeZoneForm(data={"timezone": participant.timezone})
+    form.timezone.choices = list(timezone_names())
+    return form
 
 
 class ExportForm(FlaskForm):
@@ -153,7 +167,9 @@ def detail(slug: str, code: str):
     return _render_detail(study, participant, WithdrawForm(), EraseForm())
 
 
-def _render_detail(study, participant, withdraw_form, erase_form, status: int = 200):
+def _render_detail(
+    study, participant, withdraw_form, erase_form, status: int = 200, timezone_form=None
+):
     session = db()
     protocol = _protocol(study)
     contacts, signatures = None, None
@@ -201,6 +217,9 @@ def _render_detail(study, participant, withdraw_form, erase_form, status: int = 
         occasions_by_status=by_status,
         withdraw_form=withdraw_form,
         erase_form=erase_form,
+        timezone_form=timezone_form or _timezone_form(participant),
+        can_change_timezone=current_user.can("manage_participants")
+        and participant.status in ZONE_CHANGEABLE,
         export_form=ExportForm(),
         can_withdraw=current_user.can("manage_participants"),
         can_export=current_user.can("view_contacts") and current_user.can("unblind"),
@@ -243,6 +262,49 @@ def withdraw(slug: str, code: str):
             f"{code} is withdrawn: {result.cancelled_messages} pending message(s) and "
             f"{result.cancelled_occasions} open occasion(s) cancelled; data collected so far "
             f"is {kept}, as the protocol says.",
+            "info",
+        )
+    return redirect(url_for(".detail", slug=slug, code=code))
+
+
+@bp.post("/<code>/timezone")
+@login_required
+@permission_required("manage_participants")
+def time_zone(slug: str, code: str):
+    """Move the participant to another zone: occasions still to come are re-planned there."""
+    study = _study(slug)
+    participant = _participant(study, code)
+    form = _timezone_form(participant)
+    if not form.validate_on_submit():
+        return _render_detail(study, participant, WithdrawForm(), EraseForm(), 400, form)
+    session = db()
+    try:
+        change = change_time_zone(
+            session,
+            participant,
+            form.timezone.data or "",
+            now=services().clock.now(),
+            actor=current_actor(),
+            secret_key=services().settings.secret_key,
+        )
+    except TimeZoneError as exc:
+        session.rollback()
+        if participant.status not in ZONE_CHANGEABLE:  # no form to show the problem beside
+            flash(f"{exc}.", "error")
+            return _render_detail(study, participant, WithdrawForm(), EraseForm(), 409)
+        form.timezone.errors = [f"{exc}."]
+        return _render_detail(study, participant, WithdrawForm(), EraseForm(), 400, form)
+    session.commit()
+    if not change.changed:
+        flash(f"{code} was already in {change.after}; nothing changed.", "info")
+    elif change.replanned is None:
+        flash(f"{code} is now in {change.after}; enrollment will plan the schedule there.", "info")
+    else:
+        flash(
+            f"{code} is now in {change.after} (was {change.before}): "
+            f"{change.replanned.cancelled_occasions} occasion(s) still to come cancelled and "
+            f"{len(change.replanned.occasions)} planned at the same local times; answered, sent, "
+            "past and open occasions are unchanged.",
             "info",
         )
     return redirect(url_for(".detail", slug=slug, code=code))

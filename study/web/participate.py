@@ -33,6 +33,7 @@ from .. import enrollment
 from ..enrollment import Journey, StepRefused, StudyUnavailable
 from ..models import ContactPoint
 from ..pii import PiiError
+from ..schedule.materialise import TimeZoneError, change_time_zone
 from .context import db, services
 from .studies import localized
 
@@ -577,6 +578,45 @@ def portal():
     if step != "enrolled":
         return redirect(_step_url(journey))
     return _render("portal.html", journey, **_portal_context(journey))
+
+
+@bp.route("/p/timezone", methods=["GET", "POST"])
+def time_zone():
+    """The portal's "My time zone": the zone in force; a change re-plans what is to come."""
+    journey = _portal_journey()
+    if journey.next_step() != "enrolled":
+        return redirect(url_for("participate.portal"))
+    participant = journey.participant
+    problems: dict[str, str] = {}
+    chosen = ""
+    if request.method == "POST":
+        chosen = request.form.get("timezone", "").strip()
+        try:
+            change = change_time_zone(
+                db(),
+                participant,
+                chosen,
+                now=_now(),
+                actor=journey.actor,
+                secret_key=services().settings.secret_key,
+            )
+        except TimeZoneError:
+            db().rollback()
+            problems["timezone"] = "Choose your time zone from the list, for example Europe/London."
+        else:
+            db().commit()
+            return redirect(url_for("participate.time_zone", saved=int(change.changed)))
+    return _render(
+        "timezone.html",
+        journey,
+        status=422 if problems else 200,
+        current=participant.timezone,
+        local_now=_now().astimezone(zoneinfo.ZoneInfo(participant.timezone)),
+        chosen=chosen,
+        saved=request.args.get("saved"),
+        problems=problems,
+        timezones=timezone_names(),
+    )
 
 
 @bp.get("/p/consent-copy")
