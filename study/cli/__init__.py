@@ -71,6 +71,7 @@ _COMMAND_MODULES = (
     "randomization",
     "schedule",
     "server",
+    "simulate",
     "users",
 )
 
