@@ -17,17 +17,44 @@ claims nothing; otherwise it runs until killed. Each round's report is printed a
 from __future__ import annotations
 
 import argparse
+import ast
 import os
+import subprocess
 import sys
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from study.channels import build_channels
 from study.config import Settings
 from study.db import make_engine
 from study.schedule.dispatch import DispatchPolicy, dispatch_due, dispatcher_owner
 from study.scheduler import Beater, write_heartbeat
+from tests.support.processes import ROOT
 from tests.support.twilio_server import RemoteTwilio
+
+
+def spawn(env: dict[str, str], *args: str, log: Path) -> subprocess.Popen:
+    """Start `python -m tests.support.dispatcher ARGS` in its own process group, output to
+    `log`. `env` comes from `server_env` plus the Twilio settings and FLOURISH_TEST_TWILIO_URL."""
+    with open(log, "ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "tests.support.dispatcher", *args],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+def rounds(log: Path) -> list[dict[str, int]]:
+    """The per-round reports a dispatcher printed to `log`."""
+    return [
+        ast.literal_eval(line.removeprefix("round: "))
+        for line in log.read_text().splitlines()
+        if line.startswith("round: ")
+    ]
 
 
 class OffsetClock:
