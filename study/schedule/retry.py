@@ -72,7 +72,7 @@ def _retry_one(
     held = session.execute(
         update(OutboundMessage)
         .where(OutboundMessage.id == message_id, col(OutboundMessage.status).in_(RETRYABLE))
-        .values(status_updated_at=now)
+        .values(status=OutboundMessage.status)  # a no-op write: it only takes the lock
         .execution_options(synchronize_session=False)
     )
     if held.rowcount != 1:
