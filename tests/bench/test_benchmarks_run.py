@@ -92,3 +92,36 @@ def test_the_dispatch_benchmark_refuses_postgresql_without_a_server_url():
 
     assert result.returncode != 0
     assert "FLOURISH_BENCH_POSTGRES_URL" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+)
+def test_the_survey_benchmark_submits_every_survey_through_gunicorn_and_verifies_it(backend):
+    database = ["--database-url", POSTGRES_URL] if backend == "postgresql" else []
+
+    output = run_benchmark("survey_submit.py", "--quick", *database)
+
+    lines = output.splitlines()
+    # --quick: 12 timed submissions from 3 clients, after one warm-up submission per client.
+    assert lines[0] == f"{backend}, gunicorn 2 workers x 2 threads, 3 clients, 12 submissions"
+    assert lines[-1].startswith("verified: 15 of 15 acknowledged submissions")
+    table = rows("\n".join(lines[:-1]))
+    assert set(table) == {
+        "bare GET /static/flourish.css",
+        "bare GET /healthz",
+        "survey submit",
+        "survey HTTP requests",
+        "survey POST alone",
+    }
+    assert table["survey submit"][1] == "12 submissions"
+    # Each submission is three requests (page, POST, thank-you); each bare endpoint gets as many.
+    for phase in ("survey HTTP requests", "bare GET /static/flourish.css", "bare GET /healthz"):
+        assert table[phase][1] == "36 requests"
+    for phase in ("bare GET /static/flourish.css", "bare GET /healthz", "survey submit"):
+        cells = table[phase]
+        assert len(cells) == 8
+        assert float(cells[3]) > 0 and float(cells[6]) > 0 and float(cells[7]) > 0
+        assert 0 < float(cells[4]) <= float(cells[5])  # p50 <= p95 latency
+    assert table["bare GET /static/flourish.css"][6] == "1.000"
+    assert table["bare GET /healthz"][7] == "1.000"
