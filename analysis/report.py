@@ -1,0 +1,183 @@
+"""The study report: one self-contained HTML file, a PDF, and a replication bundle.
+
+    files = write_report(data, "prereg.yaml", "out/", protocol=protocol)
+    files.html, files.pdf, files.bundle_zip
+
+The report is headed by what makes it checkable: the preregistration's hash (the locked one,
+or the file's own with "not locked" in red), the SHA-256 of the data snapshot (the canonical
+CSV that is also in the bundle) and the versions of Python, Flourish and the numerical
+libraries. Results are labelled confirmatory only when they come from a locked preregistration
+that is unchanged since its lock; everything else says exploratory, and every deviation is
+listed. The HTML embeds plotly.js itself: it opens offline and fetches nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import platform
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+
+import jinja2
+import pandas as pd
+import plotly.io as pio
+from plotly.offline import get_plotlyjs
+
+from . import report_figures as figures
+from .preregistration import Preregistration, load_preregistration
+from .report_bundle import write_bundle
+from .report_results import ReportResults, results_for_report
+from .simulate import canonical_csv
+
+VERSIONED = ("flourish", "numpy", "pandas", "statsmodels", "scipy", "plotly", "fpdf2")
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+
+
+@dataclass(frozen=True)
+class ReportFiles:
+    html: Path
+    pdf: Path
+    bundle_dir: Path
+    bundle_zip: Path
+    data_sha256: str
+
+
+@dataclass
+class ReportContent:
+    """Everything the HTML and PDF renderers draw from (tables as DataFrames)."""
+
+    title: str
+    header: dict
+    results: ReportResults
+    outcome: str
+    trajectory: pd.DataFrame
+    consort: pd.DataFrame
+    compliance: pd.DataFrame
+    reliability: pd.DataFrame
+    occasion_order: list[str]
+    prereg: Preregistration
+
+
+def software_versions() -> dict[str, str]:
+    """Python's version and each package's in `VERSIONED` ("not installed" if absent)."""
+    versions = {"python": platform.python_version()}
+    for package in VERSIONED:
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = "not installed"
+    return versions
+
+
+def build_content(
+    data: pd.DataFrame, prereg_path: str | Path, *, instruments=(), source: str = ""
+) -> tuple[ReportContent, bytes]:
+    """Run the preregistered analysis on `data` and gather what the report shows.
+
+    Returns the content and the canonical CSV bytes the data hash is taken of.
+    """
+    prereg = load_preregistration(prereg_path)
+    csv_bytes = canonical_csv(data)
+    results = results_for_report(prereg, prereg_path, data)
+    primary = results.primary_contrast()
+    primary_model = results.models[primary.model]
+    outcome = prereg.model.outcomes.primary[0]
+    analysed = primary_model.rows.dropna(subset=[outcome])["participant"].unique()
+    header = {
+        "preregistration": str(prereg_path),
+        "preregistration_sha256": results.prereg_hash,
+        "preregistration_status": results.lock_status,
+        "data_sha256": hashlib.sha256(csv_bytes).hexdigest(),
+        "data_source": source,
+        "rows": len(data),
+        "participants": int(data["participant"].nunique()),
+        "generated_at": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "versions": software_versions(),
+        "analysis_path": results.engine,
+    }
+    content = ReportContent(
+        title=prereg.model.title,
+        header=header,
+        results=results,
+        outcome=outcome,
+        trajectory=figures.trajectory_table(figures_rows(data, primary_model.spec), outcome),
+        consort=figures.consort_table(data, pd.Series(analysed)),
+        compliance=figures.compliance_table(data),
+        reliability=figures.reliability_table(data, instruments),
+        occasion_order=figures.occasion_order(data),
+        prereg=prereg,
+    )
+    return content, csv_bytes
+
+
+def figures_rows(data: pd.DataFrame, spec) -> pd.DataFrame:
+    """The primary model's occasions (all occasions when it names none)."""
+    return data if spec.occasions is None else data[data["occasion"].isin(spec.occasions)]
+
+
+def render_html(content: ReportContent) -> str:
+    """The report as one HTML document with plotly.js and every figure inlined."""
+    plots = {
+        "trajectory": figures.trajectory_figure(content.trajectory, content.outcome),
+        "consort": figures.consort_figure(content.consort),
+        "compliance": figures.compliance_figure(content.compliance),
+    }
+    if not content.reliability.empty:
+        plots["reliability"] = figures.reliability_figure(
+            content.reliability, content.occasion_order
+        )
+    html_plots = {
+        name: pio.to_html(figure, full_html=False, include_plotlyjs=False, div_id=f"fig-{name}")
+        for name, figure in plots.items()
+    }
+    environment = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True, undefined=jinja2.StrictUndefined
+    )
+    template = environment.get_template("report.html")
+    return template.render(
+        c=content,
+        results=content.results,
+        plots=html_plots,
+        plotly_js=get_plotlyjs(),
+        consort=content.consort.to_html(classes="table"),
+        compliance=content.compliance.to_html(classes="table", float_format="{:.1%}".format),
+        fixed={
+            key: model.fit.fixed.to_html(classes="table", float_format="{:.4g}".format)
+            for key, model in content.results.models.items()
+        },
+    )
+
+
+def write_report(
+    data: pd.DataFrame,
+    prereg_path: str | Path,
+    out_dir: str | Path,
+    *,
+    instruments=(),
+    source: str = "",
+) -> ReportFiles:
+    """Write `report.html`, `report.pdf`, `bundle/` and `bundle.zip` into `out_dir`."""
+    from .report_pdf import render_pdf
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    content, csv_bytes = build_content(data, prereg_path, instruments=instruments, source=source)
+    html = out / "report.html"
+    html.write_text(render_html(content), encoding="utf-8")
+    pdf = out / "report.pdf"
+    pdf.write_bytes(render_pdf(content))
+    prereg = content.prereg.model
+    archive = write_bundle(
+        out,
+        data_csv=csv_bytes,
+        results=content.results,
+        prereg_path=prereg_path,
+        reference=prereg.arms.reference,
+        arm_variable=prereg.arms.variable,
+        instruments=instruments,
+        data=data,
+        header=content.header,
+    )
+    return ReportFiles(html, pdf, out / "bundle", archive, content.header["data_sha256"])
