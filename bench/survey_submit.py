@@ -60,7 +60,7 @@ import httpx  # noqa: E402
 from cryptography.fernet import Fernet  # noqa: E402
 from sqlmodel import Session, col, func, select  # noqa: E402
 
-from bench.dispatch import ScratchDatabase  # noqa: E402
+from bench.dispatch import Figure, ScratchDatabase  # noqa: E402
 from consent import sign  # noqa: E402
 from study import migrate  # noqa: E402
 from study.config import Settings  # noqa: E402
@@ -104,18 +104,10 @@ QUICK = {"participants": 12, "concurrency": 3, "workers": 2, "threads": 2}
 
 
 @dataclass
-class Figure:
-    """One timed phase: how many things, in how many seconds, with each one's latency."""
+class Timed(Figure):
+    """A timed phase (count, seconds, rate: as in dispatch.py) with each one's latency."""
 
-    phase: str
-    unit: str
-    count: int
-    seconds: float
     latencies: list[float] = field(default_factory=list)
-
-    @property
-    def rate(self) -> float:
-        return self.count / self.seconds if self.seconds > 0 else float("inf")
 
     def percentile(self, p: int) -> float:
         """The p-th percentile latency in milliseconds."""
@@ -287,7 +279,7 @@ def run_clients(
 
 def submissions(
     base_url: str, tokens: list[str], concurrency: int, duration: float = 0
-) -> tuple[Figure, Figure]:
+) -> tuple[Timed, Timed]:
     """Every link submitted once (or as many as `duration` seconds allow): the submissions
     figure (latency: GET page + POST + thank-you) and the POST requests alone."""
     queue, lock = iter(tokens), threading.Lock()
@@ -308,12 +300,12 @@ def submissions(
                 done.append((time.perf_counter() - started, post))
 
     seconds = run_clients(base_url, concurrency, work)
-    whole = Figure("survey submit", "submissions", len(done), seconds, [d[0] for d in done])
-    posts = Figure("survey POST alone", "requests", len(done), seconds, [d[1] for d in done])
+    whole = Timed("survey submit", "submissions", len(done), seconds, [d[0] for d in done])
+    posts = Timed("survey POST alone", "requests", len(done), seconds, [d[1] for d in done])
     return whole, posts
 
 
-def bare(base_url: str, path: str, count: int, concurrency: int) -> Figure:
+def bare(base_url: str, path: str, count: int, concurrency: int) -> Timed:
     """`count` GETs of `path` from `concurrency` clients."""
     remaining, lock = itertools.count(), threading.Lock()
     latencies: list[float] = []
@@ -332,7 +324,7 @@ def bare(base_url: str, path: str, count: int, concurrency: int) -> Figure:
                 latencies.append(latency)
 
     seconds = run_clients(base_url, concurrency, work)
-    return Figure(f"bare GET {path}", "requests", len(latencies), seconds, latencies)
+    return Timed(f"bare GET {path}", "requests", len(latencies), seconds, latencies)
 
 
 def verify(engine, occasion_ids: list[int]) -> int:
@@ -362,7 +354,7 @@ def verify(engine, occasion_ids: list[int]) -> int:
 # --- the run --------------------------------------------------------------------------------------
 
 
-def run(args: argparse.Namespace) -> tuple[dict[str, Figure], str]:
+def run(args: argparse.Namespace) -> tuple[dict[str, Timed], str]:
     """One complete run; the figures by phase and a line saying what was verified."""
     with tempfile.TemporaryDirectory(prefix="flourish-bench-") as tmp:
         workdir = Path(tmp)
@@ -403,7 +395,7 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Figure], str]:
         finally:
             engine.dispose()
             scratch.drop()
-    http = Figure("survey HTTP requests", "requests", requests, whole.seconds)
+    http = Timed("survey HTTP requests", "requests", requests, whole.seconds)
     figures = {"static": static, "health": health, "submit": whole, "post": posts, "http": http}
     note = (
         f"verified: {acknowledged} of {acknowledged} acknowledged submissions (warm-up "
@@ -412,7 +404,7 @@ def run(args: argparse.Namespace) -> tuple[dict[str, Figure], str]:
     return figures, note
 
 
-def table(figures: dict[str, Figure], heading: str) -> str:
+def table(figures: dict[str, Timed], heading: str) -> str:
     """The figures as an aligned table, with ratios to both bare endpoints' rates."""
     static, health = figures["static"].rate, figures["health"].rate
     header = (
@@ -428,17 +420,18 @@ def table(figures: dict[str, Figure], heading: str) -> str:
     lines = [header]
     for key in ("static", "health", "submit", "http", "post"):
         figure = figures[key]
-        timed = key != "http" or None
+        # The POSTs' rate is the submissions'; the requests of a submission have no one latency.
+        rated, timed = key != "post", key != "http"
         lines.append(
             (
                 figure.phase,
                 f"{figure.count:,} {figure.unit}",
                 f"{figure.seconds:.2f}",
-                f"{figure.rate:,.1f}" if key != "post" else "-",
+                f"{figure.rate:,.1f}" if rated else "-",
                 f"{figure.percentile(50):.1f}" if timed else "-",
                 f"{figure.percentile(95):.1f}" if timed else "-",
-                f"{figure.rate / static:.3f}" if key != "post" else "-",
-                f"{figure.rate / health:.3f}" if key != "post" else "-",
+                f"{figure.rate / static:.3f}" if rated else "-",
+                f"{figure.rate / health:.3f}" if rated else "-",
             )
         )
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
