@@ -61,7 +61,6 @@ _COMMAND_MODULES = (
     "audit",
     "compliance",
     "db",
-    "export",
     "instruments",
     "instruments_redcap",
     "instruments_score",
@@ -70,10 +69,8 @@ _COMMAND_MODULES = (
     "prereg",
     "protocol",
     "randomization",
-    "report",
     "schedule",
     "server",
-    "simulate",
     "users",
 )
 

@@ -14,6 +14,7 @@ import click
 import pandas as pd
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
+from analysis.exports import read_csv
 from analysis.prereg_lock import LockError, audit_confirms, lock, read_lock, verify_lock
 from analysis.prereg_text import aspredicted_text
 from analysis.preregistration import (
@@ -39,10 +40,10 @@ def _load(file: str) -> Preregistration:
 
 
 def read_dataset(path: Path) -> pd.DataFrame:
-    """A dataset export: Parquet by its suffix, otherwise CSV."""
+    """A dataset export: Parquet by its suffix, otherwise CSV (typed by its datapackage)."""
     if path.suffix.lower() == ".parquet":
         return pd.read_parquet(path)
-    return pd.read_csv(path)
+    return read_csv(path)
 
 
 data_option = click.option(
