@@ -61,6 +61,7 @@ _COMMAND_MODULES = (
     "audit",
     "compliance",
     "db",
+    "export",
     "instruments",
     "instruments_redcap",
     "instruments_score",
@@ -69,8 +70,10 @@ _COMMAND_MODULES = (
     "prereg",
     "protocol",
     "randomization",
+    "report",
     "schedule",
     "server",
+    "simulate",
     "users",
 )
 
