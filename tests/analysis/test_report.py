@@ -1,0 +1,211 @@
+"""The study report: self-contained HTML, a PDF, and a bundle that reproduces the estimate.
+
+The data are a simulated study of the example protocol; the preregistration is the example's,
+copied so that it can be locked. `reproduce.py` is run in a fresh interpreter and must reach
+the report's primary estimate on its own (statsmodels, from the bundle's files only).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shutil
+import subprocess
+import sys
+import zipfile
+import zlib
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from analysis.prereg_lock import lock
+from analysis.report import software_versions, write_report
+from analysis.report_bundle import r_formula, r_name
+from analysis.simulate import simulate_study
+from analysis.simulate_effects import load_effects
+from study.cli import main
+from study.protocol import load_protocol
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = ROOT / "examples"
+PREREG = EXAMPLES / "preregistrations" / "assistant-flourishing-rct.yaml"
+
+
+@pytest.fixture(scope="module")
+def study():
+    protocol = load_protocol(EXAMPLES / "protocols" / "assistant-flourishing-rct.yaml")
+    effects = load_effects(EXAMPLES / "effects" / "assistant-flourishing-rct.yaml", protocol)
+    return protocol, simulate_study(protocol, effects, participants=90, seed=21).data
+
+
+@pytest.fixture(scope="module")
+def unlocked_report(study, tmp_path_factory):
+    protocol, data = study
+    out = tmp_path_factory.mktemp("report")
+    prereg = out / "prereg.yaml"
+    shutil.copyfile(PREREG, prereg)
+    files = write_report(data, prereg, out / "out", instruments=protocol.instruments.values())
+    return files, prereg
+
+
+def pdf_text(pdf: bytes) -> str:
+    """The text drawn in a PDF made by fpdf2: its content streams, inflated."""
+    parts = []
+    for match in re.finditer(rb"stream\r?\n(.*?)\r?\nendstream", pdf, re.S):
+        try:
+            parts.append(zlib.decompress(match.group(1)).decode("latin-1"))
+        except zlib.error:
+            continue
+    return "".join(parts)
+
+
+def test_the_html_is_self_contained_and_headed_by_hashes_and_versions(unlocked_report, study):
+    files, prereg = unlocked_report
+    html = files.html.read_text(encoding="utf-8")
+    # Nothing is fetched: no script, stylesheet or image from a URL (plotly.js is inline).
+    assert not re.search(r"<(script|link|img|iframe)[^>]+(src|href)\s*=\s*[\"']?(https?:)?//", html)
+    assert "Plotly.newPlot" in html and len(html) > 1_000_000  # plotly.js itself is embedded
+    prereg_hash = hashlib.sha256(prereg.read_bytes()).hexdigest()
+    assert prereg_hash in html
+    data_csv = (files.bundle_dir / "data.csv").read_bytes()
+    assert hashlib.sha256(data_csv).hexdigest() in html
+    for name, version in software_versions().items():
+        assert f"{name} {version}" in html
+    assert {"python", "flourish", "numpy", "pandas", "statsmodels", "scipy"} <= set(
+        software_versions()
+    )
+    for section in ("trajectories", "consort", "compliance", "reliability", "deviations"):
+        assert f'id="{section}"' in html
+
+
+def test_without_a_lock_every_result_is_exploratory_and_the_deviation_is_listed(unlocked_report):
+    html = unlocked_report[0].html.read_text(encoding="utf-8")
+    assert "not locked" in html
+    assert 'class="label confirmatory"' not in html
+    assert "the preregistration is not locked: every result is exploratory" in html
+
+
+def test_a_locked_preregistration_makes_its_family_confirmatory(study, tmp_path, session):
+    _, data = study
+    prereg = tmp_path / "prereg.yaml"
+    shutil.copyfile(PREREG, prereg)
+    info, _ = lock(session, prereg, "cli:test")
+    session.commit()
+    files = write_report(data, prereg, tmp_path / "out")
+    html = files.html.read_text(encoding="utf-8")
+    rows = re.findall(r"<tr><td>(\w+)</td>.*?label (confirmatory|exploratory)", html, re.S)
+    labels = dict(rows)
+    assert labels["reflective_vs_control_slope"] == "confirmatory"
+    assert labels["instruct_vs_control_slope"] == "confirmatory"
+    assert labels["loneliness_reflective_vs_control_slope"] == "exploratory"  # not in the family
+    assert info.sha256 in html and "(locked)" in html
+    # Editing the file after its lock makes everything exploratory again.
+    prereg.write_text(prereg.read_text() + "\n# edited\n")
+    html = write_report(data, prereg, tmp_path / "out2").html.read_text(encoding="utf-8")
+    assert "changed after it was locked" in html and 'label confirmatory"' not in html
+
+
+def test_the_pdf_has_pages_and_the_same_header(unlocked_report):
+    files, prereg = unlocked_report
+    pdf = files.pdf.read_bytes()
+    assert pdf.startswith(b"%PDF-")
+    assert len(re.findall(rb"/Type\s*/Page\b", pdf)) >= 3
+    text = pdf_text(pdf)
+    data_hash = hashlib.sha256((files.bundle_dir / "data.csv").read_bytes()).hexdigest()
+    assert data_hash in text
+    assert hashlib.sha256(prereg.read_bytes()).hexdigest() in text
+    assert "NOT LOCKED" in text and "reflective_vs_control_slope" in text
+
+
+def test_reproduce_py_refits_the_primary_estimate_in_a_fresh_interpreter(unlocked_report):
+    bundle = unlocked_report[0].bundle_dir
+    run = subprocess.run(
+        [sys.executable, "reproduce.py"], cwd=bundle, capture_output=True, text=True, timeout=300
+    )
+    assert run.returncode == 0, run.stderr
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    printed = json.loads(next(line for line in run.stdout.splitlines() if line.startswith("{")))
+    primary = manifest["primary"]
+    assert primary["id"] == "reflective_vs_control_slope"
+    assert printed["estimate"] == pytest.approx(primary["estimate"], abs=0.01 * primary["se"])
+    assert "reproduced" in run.stdout
+
+
+def test_reproduce_py_fails_when_the_report_disagrees(unlocked_report, tmp_path):
+    copy = tmp_path / "bundle"
+    shutil.copytree(unlocked_report[0].bundle_dir, copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["primary"]["estimate"] += manifest["primary"]["se"]
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    run = subprocess.run(
+        [sys.executable, "reproduce.py"], cwd=copy, capture_output=True, text=True, timeout=300
+    )
+    assert run.returncode != 0 and "differs from the report's" in run.stderr
+
+
+def test_reproduce_r_is_the_lme4_model_of_the_preregistration(unlocked_report):
+    script = (unlocked_report[0].bundle_dir / "reproduce.R").read_text()
+    formula = (
+        "who5_percentage ~ arm * week + stratum_wellbeing + stratum_age_band"
+        " + (1 + week | participant)"
+    )
+    assert f"lmer({formula}, data = data, REML = TRUE)" in script
+    assert 'relevel(factor(data$arm), ref = "control")' in script
+    assert '"armreflective:week" = 1' in script
+
+
+def test_the_manifest_hashes_every_bundle_file_and_the_zip_holds_them(unlocked_report):
+    files = unlocked_report[0]
+    manifest = json.loads((files.bundle_dir / "manifest.json").read_text())
+    expected = {
+        "codebook.csv",
+        "data.csv",
+        "preregistration.yaml",
+        "primary_model_data.csv",
+        "reproduce.R",
+        "reproduce.py",
+    }
+    assert set(manifest["files"]) == expected
+    for name, digest in manifest["files"].items():
+        assert hashlib.sha256((files.bundle_dir / name).read_bytes()).hexdigest() == digest
+    with zipfile.ZipFile(files.bundle_zip) as zipped:
+        assert sorted(zipped.namelist()) == sorted(
+            f"bundle/{n}" for n in [*expected, "manifest.json"]
+        )
+
+
+@pytest.mark.parametrize(
+    ("re_formula", "expected"),
+    [
+        ("~ week", "y ~ x + (1 + week | pid)"),
+        (None, "y ~ x + (1 | pid)"),
+        ("~ 0 + week", "y ~ x + (0 + week | pid)"),
+        ("~1", "y ~ x + (1 | pid)"),
+    ],
+)
+def test_r_formula_adds_lme4_random_terms(re_formula, expected):
+    assert r_formula("y ~ x", re_formula, "pid") == expected
+
+
+def test_r_names_of_treatment_coded_terms():
+    assert r_name("arm[T.reflective]:week") == "armreflective:week"
+    assert r_name("Intercept") == "Intercept"
+
+
+def test_flourish_report_from_a_csv(study, tmp_path):
+    _, data = study
+    csv = tmp_path / "data.csv"
+    data.to_csv(csv, index=False)
+    prereg = tmp_path / "prereg.yaml"
+    shutil.copyfile(PREREG, prereg)
+    runner = CliRunner()
+    args = ["report", "--prereg", str(prereg), "--out", str(tmp_path / "out")]
+    result = runner.invoke(main, [*args, "--data", str(csv)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "out" / "report.html").exists() and (
+        tmp_path / "out" / "bundle.zip"
+    ).exists()
+    both = runner.invoke(main, [*args, "--data", str(csv), "--study", "x"])
+    assert both.exit_code == 2 and "exactly one of --data and --study" in both.output
