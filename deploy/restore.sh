@@ -30,8 +30,10 @@ case "$url" in
     libpq_url="postgresql://${url#*://}"
     pg_restore --exit-on-error --single-transaction --no-owner --no-privileges --no-password \
       "${clean[@]}" --dbname="$libpq_url" "$file"
+    "$flourish" --database-url "$url" db current
     ;;
   sqlite:///*)
+    # Checks the backup's integrity first, and prints the revision it restored.
     "$flourish" --database-url "$url" db restore --yes "$file"
     ;;
   *)
@@ -40,5 +42,4 @@ case "$url" in
     ;;
 esac
 
-"$flourish" --database-url "$url" db current
 "$flourish" --database-url "$url" audit verify
