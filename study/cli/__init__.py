@@ -58,9 +58,11 @@ def main(ctx: click.Context, database_url: str | None) -> None:
 # Each module holds one concern's commands and lists them in `COMMANDS`. Modules that extend
 # another's group (instruments_score, instruments_redcap) attach themselves when imported.
 _COMMAND_MODULES = (
+    "analysis",
     "audit",
     "compliance",
     "db",
+    "doctor",
     "export",
     "instruments",
     "instruments_redcap",
