@@ -13,7 +13,8 @@ groups; parentheses around an area code):
 
 Ordinary numbers are left alone: counts (`5 times`, `1 000 000`), dates (`2026-03-02`,
 `02.03.2026`), times, scores and years have too few digits, no trunk prefix or country code,
-or a date's shape. Deliberately not caught: phone numbers spelt out in words, 7-digit local
+or a date's shape. A number written right after a phone number with a single space
+(`07700 900461 5 times`) may be taken into the placeholder. Deliberately not caught: phone numbers spelt out in words, 7-digit local
 numbers without an area code, and addresses obfuscated as `name at example dot org`; the
 content is encrypted at rest and stored only with consent, so redaction is a second line of
 defence, not the only one.
@@ -36,11 +37,13 @@ _EMAIL = re.compile(
 _CANDIDATE = re.compile(
     r"(?<![\w+.,/-])"  # not the tail of a word, decimal, fraction or longer number
     r"(?:\+\s?)?"
-    r"(?:\(\d++\)\s?|\d++)"
+    r"(?:\(\d++\)[ .-]?\d++|\d++)"
     r"(?:[ .-]?\(\d++\)[ .-]?\d++|[ .-]\d++)*+"
     r"(?![\w/]|[.,-]\d)"
 )
 _GROUP = re.compile(r"\(\d+\)|\d+")
+# No phone number is written in more digit groups than this (`+1 (555) 123 45 67` has six).
+_MAX_GROUPS = 8
 _DATE_SHAPES = {(4, 2, 2), (2, 2, 4), (1, 2, 4), (2, 1, 4), (1, 1, 4), (4, 1, 2), (4, 2, 1)}
 _NANP_GROUPS = re.compile(r"^(?:1[ .-]?)?(?:\(\d{3}\)\s?|\d{3}[ .-])\d{3}[ .-]\d{4}$")
 
@@ -64,7 +67,7 @@ def _replace_phones(match: re.Match) -> str:
     done = 0
     i = 0
     while i < len(groups):
-        for j in range(len(groups), i, -1):
+        for j in range(min(len(groups), i + _MAX_GROUPS), i, -1):
             if _is_phone(run[starts[i] : groups[j - 1].end()]):
                 out.append(run[done : starts[i]] + PHONE_PLACEHOLDER)
                 done = groups[j - 1].end()
@@ -88,9 +91,14 @@ def _is_phone(candidate: str) -> bool:
     if digits.startswith("0"):
         return 9 <= len(digits) <= 12
     if _NANP_GROUPS.match(candidate):
-        return digits[-10] in "23456789"
+        return _nanp(digits[-10:])
     # Ten digits written without separators, as North American numbers often are.
     if len(groups) == 1 and len(digits) in (10, 11):
         national = digits[1:] if len(digits) == 11 and digits[0] == "1" else digits
-        return len(national) == 10 and national[0] in "23456789" and national[3] in "23456789"
+        return len(national) == 10 and _nanp(national)
     return False
+
+
+def _nanp(national: str) -> bool:
+    """Whether ten digits can be a North American number: area code and exchange start 2-9."""
+    return national[0] in "23456789" and national[3] in "23456789"
