@@ -8,16 +8,17 @@ groups; parentheses around an area code):
   `+1 (555) 123-4567`, `0033 6 12 34 56 78`);
 - national with a trunk prefix `0`, 9 to 12 digits (`07700 900461`, `(020) 7946 0958`,
   `06 12 34 56 78`, `030 1234567`);
-- North American, 10 digits grouped 3-3-4, optionally after a `1` (`555-123-4567`,
-  `(555) 123 4567`, `1-800-555-0199`), or written without separators (`5551234567`).
+- North American, 10 digits grouped 3-3-4, optionally after a `1` (`555-234-5678`,
+  `(555) 234 5678`, `1-800-555-0199`), or written without separators (`5558675309`); the area
+  code and the exchange start with 2-9, as they must.
 
 Ordinary numbers are left alone: counts (`5 times`, `1 000 000`), dates (`2026-03-02`,
 `02.03.2026`), times, scores and years have too few digits, no trunk prefix or country code,
 or a date's shape. A number written right after a phone number with a single space
-(`07700 900461 5 times`) may be taken into the placeholder. Deliberately not caught: phone numbers spelt out in words, 7-digit local
-numbers without an area code, and addresses obfuscated as `name at example dot org`; the
-content is encrypted at rest and stored only with consent, so redaction is a second line of
-defence, not the only one.
+(`07700 900461 5 times`) may be taken into the placeholder. Deliberately not caught: phone
+numbers spelt out in words, 7-digit local numbers without an area code, and addresses
+obfuscated as `name at example dot org`. The content is encrypted at rest and stored only with
+consent, so redaction is a second line of defence, not the only one.
 """
 
 from __future__ import annotations
