@@ -217,6 +217,16 @@ def _score_columns(protocol: Protocol | None) -> dict[str, tuple[Instrument, Sco
     }
 
 
+def score_descriptions(protocol: Protocol) -> dict[str, str]:
+    """Each score column's description (label, scoring, units, citation), for texts that name
+    variables, such as a preregistration printed for a registry."""
+    described = {}
+    for name, (instrument, score) in _score_columns(protocol).items():
+        v = _score_variable(name, instrument, score)
+        described[name] = f"{v.label}, {v.scoring}, {v.units}. {v.citation}"
+    return described
+
+
 def _score_variable(name: str, instrument: Instrument, score: Score) -> Variable:
     label = score.label.get("en") or next(iter(score.label.values()))
     low, high, _ = score_range(instrument, score.id)

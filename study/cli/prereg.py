@@ -14,6 +14,7 @@ import click
 import pandas as pd
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
+from analysis.codebook import score_descriptions
 from analysis.exports import read_csv
 from analysis.prereg_lock import LockError, audit_confirms, lock, read_lock, verify_lock
 from analysis.prereg_text import aspredicted_text
@@ -25,6 +26,7 @@ from analysis.preregistration import (
 )
 
 from ..db import unit_of_work
+from ..protocol import ProtocolError, load_protocol
 from . import CliContext, pass_cli
 
 HASH_PREFIX = 12
@@ -54,6 +56,23 @@ data_option = click.option(
 )
 
 
+protocol_option = click.option(
+    "--protocol",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="The study's protocol, to describe each score (instrument, scoring, citation).",
+)
+
+
+def _labels(protocol: str | None) -> dict[str, str]:
+    if protocol is None:
+        return {}
+    try:
+        return score_descriptions(load_protocol(protocol))
+    except ProtocolError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
 @click.group("prereg")
 def prereg_group() -> None:
     """Preregistrations: validate, lock (content hash in the audit log), check and show."""
@@ -77,8 +96,9 @@ def validate(file: str, data: Path | None) -> None:
 @prereg_group.command("lock")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
 @click.option("--amend", "reason", default=None, help="Lock changed content, saying why.")
+@protocol_option
 @pass_cli
-def lock_command(cli: CliContext, file: str, reason: str | None) -> None:
+def lock_command(cli: CliContext, file: str, reason: str | None, protocol: str | None) -> None:
     """Freeze FILE: its hash and the time go in the audit log and FILE.lock.json; then print
     the preregistration as AsPredicted-style text."""
     prereg = _load(file)
@@ -96,7 +116,7 @@ def lock_command(cli: CliContext, file: str, reason: str | None) -> None:
             f"{info.locked_at.isoformat()} by {info.locked_by}",
             err=True,
         )
-    click.echo(aspredicted_text(prereg, info))
+    click.echo(aspredicted_text(prereg, info, labels=_labels(protocol)))
 
 
 @prereg_group.command("check")
@@ -143,10 +163,11 @@ def check(cli: CliContext, file: str, data: Path | None) -> None:
 
 @prereg_group.command("show")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
-def show(file: str) -> None:
+@protocol_option
+def show(file: str, protocol: str | None) -> None:
     """Print FILE as AsPredicted-style text (also for OSF), with its lock state."""
     prereg = _load(file)
-    click.echo(aspredicted_text(prereg, read_lock(file)))
+    click.echo(aspredicted_text(prereg, read_lock(file), labels=_labels(protocol)))
 
 
 COMMANDS = [prereg_group]

@@ -84,3 +84,16 @@ def test_check_with_data_names_variables_the_dataset_lacks(flourish, tmp_path):
     result = flourish("prereg", "check", str(plan), "--data", str(data))
     assert result.exit_code == 1
     assert "unknown variable 'ucla3_total'" in result.output
+
+
+def test_show_with_the_protocol_describes_each_outcome_from_its_instrument(flourish, tmp_path):
+    plan = copy_example(tmp_path)
+    protocol = EXAMPLE.parents[1] / "protocols/assistant-flourishing-rct.yaml"
+    result = flourish("prereg", "show", str(plan), "--protocol", str(protocol))
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert (
+        "Primary: who5_percentage: WHO-5: WHO-5 percentage score, raw x 4, points (0 to 100)."
+        in text
+    )
+    assert "Topp CW" in text and "NOT LOCKED" in text
