@@ -298,14 +298,22 @@ def fit_profiled(cp: CrossProducts, reml: bool = True, start=None) -> ProfiledFi
         prof = profile(cp, theta)
         return prof.deviance(reml), deviance_gradient(cp, prof, reml)
 
-    result = optimize.minimize(
-        value_and_gradient,
-        x0,
-        jac=True,
-        method="L-BFGS-B",
-        bounds=[(0.0, None) if r == c else (None, None) for r, c in zip(rows, cols, strict=True)],
-        options={"ftol": 1e-12, "gtol": 1e-8, "maxiter": 1000},
-    )
+    def minimise(start):
+        return optimize.minimize(
+            value_and_gradient,
+            start,
+            jac=True,
+            method="L-BFGS-B",
+            bounds=[(lo if lo == 0 else None, None) for lo in lower],
+            options={"ftol": 1e-12, "gtol": 1e-8, "maxiter": 1000},
+        )
+
+    result = minimise(x0)
+    for _ in range(cp.q):
+        restart = _away_from_saddle(cp, result.x, result.fun, lower, reml)
+        if restart is None:
+            break
+        result = minimise(restart)
     theta = np.maximum(result.x, lower)
     best = profile(cp, theta)
     grad = deviance_gradient(cp, best, reml)
@@ -321,6 +329,24 @@ def fit_profiled(cp: CrossProducts, reml: bool = True, start=None) -> ProfiledFi
         evaluations=evaluations,
         lower_bounds=lower,
     )
+
+
+def _away_from_saddle(cp, theta, value, lower, reml):
+    """A start better than theta, if a diagonal entry of Lambda held at 0 is a saddle.
+
+    The deviance is even in the sign of each column of Lambda, so where a column's diagonal
+    entry is 0 (and, for the last column, always) its gradient in that entry is 0 whatever the
+    curvature: a gradient method that reaches such a point stays there, though the deviance may
+    fall on either side. lme4's derivative-free BOBYQA does not share the trap; here each such
+    entry is stepped away from 0 and a lower deviance restarts the optimiser.
+    """
+    for k in np.flatnonzero((lower == 0) & (theta <= 1e-6)):
+        for step in (1e-2, 1e-1, 1.0):
+            trial = np.maximum(theta, lower)
+            trial[k] = step
+            if profile(cp, trial).deviance(reml) < value - 1e-7 * max(1.0, abs(value)):
+                return trial
+    return None
 
 
 def _lme4_converged(cp, theta, grad, free, reml, lower, tol=2e-3) -> bool:

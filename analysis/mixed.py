@@ -172,6 +172,12 @@ def build_design(data: pd.DataFrame, formula: str, groups: str, re_formula: str 
             y, X = patsy.dmatrices(formula, frame, return_type="dataframe")
             Z = patsy.dmatrix(re_formula, frame, return_type="dataframe")
     except patsy.PatsyError as exc:
+        missing = re.search(r"NameError: name '([^']+)' is not defined", str(exc))
+        if missing:
+            raise ValueError(
+                f"unknown column {missing.group(1)!r} in the model; the data have: "
+                f"{', '.join(map(str, data.columns))}"
+            ) from None
         raise ValueError(f"cannot build the model matrices: {exc}") from exc
     if y.shape[1] != 1:
         raise ValueError(f"the outcome of {formula!r} must be one numeric column")
