@@ -3,6 +3,7 @@
 from sqlmodel import SQLModel
 
 from .accounts import ApiKey, Researcher
+from .assistant import ChatSession, ChatTurn, MemoryNote, ParticipantGoal
 from .audit import AuditEvent
 from .conversations import SmsConversation
 from .enrollment import EnrollmentProgress, Invitation
@@ -21,6 +22,8 @@ __all__ = [
     "ApiKey",
     "Arm",
     "AuditEvent",
+    "ChatSession",
+    "ChatTurn",
     "Consent",
     "ContactPoint",
     "EnrollmentProgress",
@@ -28,9 +31,11 @@ __all__ = [
     "Interaction",
     "Invitation",
     "ItemResponse",
+    "MemoryNote",
     "Occasion",
     "OutboundMessage",
     "Participant",
+    "ParticipantGoal",
     "ProtocolVersion",
     "Researcher",
     "Response",
