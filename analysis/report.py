@@ -1,6 +1,6 @@
 """The study report: one self-contained HTML file, a PDF, and a replication bundle.
 
-    files = write_report(data, "prereg.yaml", "out/", protocol=protocol)
+    files = write_report(data, "prereg.yaml", "out/", protocol=protocol)   # protocol optional
     files.html, files.pdf, files.bundle_zip
 
 The report is headed by what makes it checkable: the preregistration's hash (the locked one,
@@ -8,12 +8,12 @@ or the file's own with "not locked" in red), the SHA-256 of the data snapshot (t
 CSV that is also in the bundle) and the versions of Python, Flourish and the numerical
 libraries. Results are labelled confirmatory only when they come from a locked preregistration
 that is unchanged since its lock; everything else says exploratory, and every deviation is
-listed. The HTML embeds plotly.js itself: it opens offline and fetches nothing.
+listed: the analysis is `analysis.plan.run_plan`'s (through `analysis.report_results`). The
+HTML embeds plotly.js itself: it opens offline and fetches nothing.
 """
 
 from __future__ import annotations
 
-import hashlib
 import platform
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -25,11 +25,13 @@ import pandas as pd
 import plotly.io as pio
 from plotly.offline import get_plotlyjs
 
+from study.protocol import Protocol
+
 from . import report_figures as figures
+from .exports import canonical_csv
 from .preregistration import Preregistration, load_preregistration
 from .report_bundle import write_bundle
 from .report_results import ReportResults, results_for_report
-from .simulate import canonical_csv
 
 VERSIONED = ("flourish", "numpy", "pandas", "statsmodels", "scipy", "plotly", "fpdf2")
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -60,10 +62,10 @@ class ReportContent:
     prereg: Preregistration
 
 
-def software_versions() -> dict[str, str]:
-    """Python's version and each package's in `VERSIONED` ("not installed" if absent)."""
+def software_versions(packages: tuple[str, ...] = VERSIONED) -> dict[str, str]:
+    """Python's version and each package's in `packages` ("not installed" if absent)."""
     versions = {"python": platform.python_version()}
-    for package in VERSIONED:
+    for package in packages:
         try:
             versions[package] = metadata.version(package)
         except metadata.PackageNotFoundError:
@@ -72,7 +74,12 @@ def software_versions() -> dict[str, str]:
 
 
 def build_content(
-    data: pd.DataFrame, prereg_path: str | Path, *, instruments=(), source: str = ""
+    data: pd.DataFrame,
+    prereg_path: str | Path,
+    *,
+    protocol: Protocol | None = None,
+    source: str = "",
+    engine: str = "fast",
 ) -> tuple[ReportContent, bytes]:
     """Run the preregistered analysis on `data` and gather what the report shows.
 
@@ -80,7 +87,7 @@ def build_content(
     """
     prereg = load_preregistration(prereg_path)
     csv_bytes = canonical_csv(data)
-    results = results_for_report(prereg, prereg_path, data)
+    results = results_for_report(prereg, prereg_path, data, engine=engine)
     primary = results.primary_contrast()
     primary_model = results.models[primary.model]
     outcome = prereg.model.outcomes.primary[0]
@@ -89,13 +96,13 @@ def build_content(
         "preregistration": str(prereg_path),
         "preregistration_sha256": results.prereg_hash,
         "preregistration_status": results.lock_status,
-        "data_sha256": hashlib.sha256(csv_bytes).hexdigest(),
+        "data_sha256": results.plan.data_sha256,
         "data_source": source,
         "rows": len(data),
         "participants": int(data["participant"].nunique()),
         "generated_at": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "versions": software_versions(),
-        "analysis_path": results.engine,
+        "engine": engine,
     }
     content = ReportContent(
         title=prereg.model.title,
@@ -105,11 +112,15 @@ def build_content(
         trajectory=figures.trajectory_table(figures_rows(data, primary_model.spec), outcome),
         consort=figures.consort_table(data, pd.Series(analysed)),
         compliance=figures.compliance_table(data),
-        reliability=figures.reliability_table(data, instruments),
+        reliability=figures.reliability_table(data, instruments_of(protocol)),
         occasion_order=figures.occasion_order(data),
         prereg=prereg,
     )
     return content, csv_bytes
+
+
+def instruments_of(protocol: Protocol | None) -> list:
+    return [] if protocol is None else list(protocol.instruments.values())
 
 
 def figures_rows(data: pd.DataFrame, spec) -> pd.DataFrame:
@@ -146,7 +157,12 @@ def render_html(content: ReportContent) -> str:
         fixed={
             key: model.fit.fixed.to_html(classes="table", float_format="{:.4g}".format)
             for key, model in content.results.models.items()
+            if model.fit is not None
         },
+        # Completion by occasion is the compliance section's; attrition keeps the totals.
+        attrition=pd.DataFrame(content.results.plan.attrition)
+        .drop(columns=["by_occasion"], errors="ignore")
+        .to_html(classes="table", index=False, float_format="{:.3g}".format),
     )
 
 
@@ -155,15 +171,18 @@ def write_report(
     prereg_path: str | Path,
     out_dir: str | Path,
     *,
-    instruments=(),
+    protocol: Protocol | None = None,
     source: str = "",
+    engine: str = "fast",
 ) -> ReportFiles:
     """Write `report.html`, `report.pdf`, `bundle/` and `bundle.zip` into `out_dir`."""
     from .report_pdf import render_pdf
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    content, csv_bytes = build_content(data, prereg_path, instruments=instruments, source=source)
+    content, csv_bytes = build_content(
+        data, prereg_path, protocol=protocol, source=source, engine=engine
+    )
     html = out / "report.html"
     html.write_text(render_html(content), encoding="utf-8")
     pdf = out / "report.pdf"
@@ -176,7 +195,7 @@ def write_report(
         prereg_path=prereg_path,
         reference=prereg.arms.reference,
         arm_variable=prereg.arms.variable,
-        instruments=instruments,
+        protocol=protocol,
         data=data,
         header=content.header,
     )

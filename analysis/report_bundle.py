@@ -3,7 +3,7 @@
     bundle/
       data.csv                  the analysis dataset (the report's data snapshot, canonical CSV)
       primary_model_data.csv    the rows the primary model used (after exclusions and occasions)
-      codebook.csv              one row per column: type, description, instrument and citation
+      codebook.csv              analysis.codebook: labels, values, units, scoring, citations
       preregistration.yaml      the preregistration as analysed (+ its lock, when locked)
       reproduce.py              refits the primary model with statsmodels, checks the estimate
       reproduce.R               the same model with lme4 (lmer, REML)
@@ -25,25 +25,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from .codebook import build_codebook
 from .prereg_lock import lock_path
 from .report_results import ReportResults
-
-CODEBOOK_FIXED = {
-    "participant": "pseudonymous participant code (Participant.code)",
-    "arm": "allocated arm (arm key in the protocol)",
-    "occasion": "schedule entry of the occasion (schedule key)",
-    "wave": "wave number within the schedule entry (0 = baseline)",
-    "days": "days from enrollment to the occasion's due time",
-    "week": "days / 7",
-    "consent_version": "consent document version in force",
-    "status": "occasion status (completed, missed, cancelled, ...)",
-    "completed": "the occasion was completed",
-    "usage_sessions": "assistant sessions in the 7 days before the occasion",
-    "usage_turns": "assistant turns in the 7 days before the occasion",
-    "usage_active_minutes": "active minutes with the assistant in the 7 days before",
-    "usage_night_share": "share of sessions at night in the 7 days before",
-    "usage_mean_session_minutes": "mean session length (minutes) in the 7 days before",
-}
 
 REPRODUCE_PY = '''"""Refit the report's preregistered primary model with statsmodels and check it.
 
@@ -108,28 +92,6 @@ def r_name(patsy_name: str) -> str:
     return re.sub(r"(\w+)\[T\.([^\]]+)\]", r"\1\2", patsy_name)
 
 
-def codebook(data: pd.DataFrame, instruments=None) -> pd.DataFrame:
-    """Column, type and description (scores: instrument, score label and citation)."""
-    by_id = {instrument.id: instrument for instrument in instruments or ()}
-    rows = []
-    for column in data.columns:
-        row = {"column": column, "type": str(data[column].dtype), "description": ""}
-        row |= {"instrument": "", "citation": ""}
-        if column in CODEBOOK_FIXED:
-            row["description"] = CODEBOOK_FIXED[column]
-        elif column.startswith("stratum_"):
-            row["description"] = f"stratification level of {column.removeprefix('stratum_')}"
-        for instrument_id, instrument in by_id.items():
-            score = column.removeprefix(instrument_id + "_")
-            match = [s for s in instrument.scores if s.id == score]
-            if column.startswith(instrument_id + "_") and match:
-                label = next(iter(match[0].label.values()))
-                row |= {"description": label, "instrument": instrument.name}
-                row["citation"] = " ".join(instrument.citation.split())
-        rows.append(row)
-    return pd.DataFrame(rows)
-
-
 def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -142,7 +104,7 @@ def write_bundle(
     prereg_path: str | Path,
     reference: str,
     arm_variable: str,
-    instruments=None,
+    protocol=None,
     data: pd.DataFrame,
     header: dict,
 ) -> Path:
@@ -155,7 +117,7 @@ def write_bundle(
     model = results.models[primary.model]
     (bundle / "data.csv").write_bytes(data_csv)
     model.rows.to_csv(bundle / "primary_model_data.csv", index=False, lineterminator="\n")
-    codebook(data, instruments).to_csv(bundle / "codebook.csv", index=False, lineterminator="\n")
+    (bundle / "codebook.csv").write_text(build_codebook(data, protocol).to_csv())
     shutil.copyfile(prereg_path, bundle / "preregistration.yaml")
     if lock_path(prereg_path).exists():
         shutil.copyfile(lock_path(prereg_path), bundle / "preregistration.yaml.lock.json")
@@ -166,7 +128,7 @@ def write_bundle(
             reference=reference,
             formula=model.formula,
             groups=spec.groups,
-            re_formula=spec.re_formula or "~1",
+            re_formula=model.re_formula or "~1",
             reml=spec.reml,
         )
     )
@@ -175,7 +137,7 @@ def write_bundle(
         REPRODUCE_R.format(
             arm=arm_variable,
             reference=reference,
-            formula=r_formula(model.formula, spec.re_formula, spec.groups),
+            formula=r_formula(model.formula, model.re_formula, spec.groups),
             reml="TRUE" if spec.reml else "FALSE",
             weights=weights,
             contrast=primary.id,
@@ -190,7 +152,7 @@ def write_bundle(
             "id": primary.id,
             "model": primary.model,
             "formula": model.formula,
-            "re_formula": spec.re_formula,
+            "re_formula": model.re_formula,
             "groups": spec.groups,
             "reml": spec.reml,
             "weights": primary.weights,

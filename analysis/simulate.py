@@ -42,16 +42,10 @@ from study.randomization.design import AllocationDesign, Factor
 from study.randomization.sequence import SIMULATION, Ledger, Randomiser
 from study.schedule.planning import plan_occasions
 
+from .dataset import USAGE_COLUMNS
 from .simulate_effects import Effects, Outcome
 
 DAYS_PER_MONTH = 365.25 / 12
-USAGE_COLUMNS = (
-    "usage_sessions",
-    "usage_turns",
-    "usage_active_minutes",
-    "usage_night_share",
-    "usage_mean_session_minutes",
-)
 # Enrollment happens at a uniformly random time of day in this range (hours, local time).
 ENROLLMENT_HOURS = (8.0, 22.0)
 TRUTH_FORMAT = "flourish-simulation-truth/1"
@@ -139,6 +133,9 @@ def simulate_study(
         "consent_version": protocol.model.consent.version,
         "status": status.ravel(),
         "completed": completed.ravel(),
+        # Beyond the contract, as analysis.dataset.assemble gives them.
+        "kind": np.tile([o.kind for o in schedule], n),
+        "withdrawn": np.repeat((status == "cancelled").any(axis=1), len(schedule)),
     }
     for name, outcome in effects.outcomes.items():
         values = latent[name] + _arm_effects(effects, name, design.arms, arm_of, weeks)

@@ -27,7 +27,7 @@ from . import CliContext, pass_cli
     "--protocol",
     "protocol_file",
     type=click.Path(dir_okay=False, exists=True),
-    help="Protocol file, for instrument labels and citations (with --data).",
+    help="Protocol file: codebook labels, citations and reliability (with --data).",
 )
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), required=True)
 @pass_cli
@@ -48,20 +48,20 @@ def report(
 
     if (data_file is None) == (slug is None):
         raise click.UsageError("give exactly one of --data and --study")
-    instruments = ()
+    protocol = None
     if protocol_file:
         try:
-            instruments = tuple(load_protocol(protocol_file).instruments.values())
+            protocol = load_protocol(protocol_file)
         except ProtocolError as exc:
             raise click.ClickException(str(exc)) from exc
     if data_file is not None:
         data = pd.read_csv(data_file, dtype={"participant": str, "consent_version": str})
         source = data_file
     else:
-        data, instruments = _from_database(cli, slug)
+        data, protocol = _from_database(cli, slug)
         source = f"study {slug} in the database"
     try:
-        files = write_report(data, prereg_file, out_dir, instruments=instruments, source=source)
+        files = write_report(data, prereg_file, out_dir, protocol=protocol, source=source)
     except PreregistrationError as exc:
         raise click.ClickException(str(exc)) from exc
     if slug is not None:
@@ -95,7 +95,7 @@ def _from_database(cli: CliContext, slug: str):
             raise click.ClickException(f"no study '{slug}'")
         data = assemble(session, study.id)
         protocol = load_version(current_version(session, study.id))
-    return data, tuple(protocol.instruments.values())
+    return data, protocol
 
 
 COMMANDS = [report]

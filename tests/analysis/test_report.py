@@ -46,7 +46,7 @@ def unlocked_report(study, tmp_path_factory):
     out = tmp_path_factory.mktemp("report")
     prereg = out / "prereg.yaml"
     shutil.copyfile(PREREG, prereg)
-    files = write_report(data, prereg, out / "out", instruments=protocol.instruments.values())
+    files = write_report(data, prereg, out / "out", protocol=protocol)
     return files, prereg
 
 
@@ -99,7 +99,7 @@ def test_a_locked_preregistration_makes_its_family_confirmatory(study, tmp_path,
     labels = dict(rows)
     assert labels["reflective_vs_control_slope"] == "confirmatory"
     assert labels["instruct_vs_control_slope"] == "confirmatory"
-    assert labels["loneliness_reflective_vs_control_slope"] == "exploratory"  # not in the family
+    assert labels["reflective_vs_instruct_slope"] == "confirmatory"
     assert info.sha256 in html and "(locked)" in html
     # Editing the file after its lock makes everything exploratory again.
     prereg.write_text(prereg.read_text() + "\n# edited\n")

@@ -38,6 +38,8 @@ CONTRACT = [
     "consent_version",
     "status",
     "completed",
+    "kind",
+    "withdrawn",
     "who5_percentage",
     "ucla3_total",
     "swls_total",
@@ -103,6 +105,14 @@ def test_the_dataset_follows_the_analysis_contract(example):
     assert set(data["status"]) <= {"completed", "missed", "cancelled"}
     assert (data["completed"] == (data["status"] == "completed")).all()
     assert (data["consent_version"] == "1.0").all()
+    kinds = data.groupby("occasion")["kind"].unique().map(tuple).to_dict()
+    assert kinds == {
+        "baseline": ("baseline",),
+        "weekly": ("wave",),
+        "week_6": ("followup",),
+        "week_12": ("followup",),
+        "week_24": ("followup",),
+    }
     # Scores only where the instrument was given and the occasion completed.
     assert data.loc[data["occasion"] == "week_6", "who5_percentage"].isna().all()
     assert data.loc[~data["completed"], ["who5_percentage", "swls_total"]].isna().all().all()
@@ -164,6 +174,7 @@ dropout:
     # Of those who left, about a quarter withdrew (cancelled) and the rest stopped answering.
     gone = last[~last["completed"]]
     share = (gone["status"] == "cancelled").mean()
+    assert (gone["withdrawn"] == (gone["status"] == "cancelled")).all()
     assert abs(share - 0.25) < 4 * math.sqrt(0.25 * 0.75 / len(gone))
     # Leaving is for good: nobody completes an occasion after a missed or cancelled one.
     ordered = data.sort_values(["participant", "days"])
