@@ -59,6 +59,7 @@ def main(ctx: click.Context, database_url: str | None) -> None:
 # another's group (instruments_score, instruments_redcap) attach themselves when imported.
 _COMMAND_MODULES = (
     "analysis",
+    "apikeys",
     "audit",
     "compliance",
     "db",
