@@ -432,15 +432,13 @@ def _seeds(environ: Mapping[str, str], production: bool, needs: StudyNeeds | Non
     problems = []
     for protocol in needs.protocols:
         name = protocol.model.allocation.seed_env
-        if name and environ.get(name) and not production:
-            continue
-        try:
-            if production:
+        if production:
+            try:  # the same rules the allocator applies when it enrols someone
                 allocation_seed(protocol, environ)
-            else:
-                problems.append(f"{protocol.slug}: {name or 'no seed_env'} not set")
-        except AllocationError as exc:
-            problems.append(f"{protocol.slug}: {exc}")
+            except AllocationError as exc:
+                problems.append(f"{protocol.slug}: {exc}")
+        elif not (name and environ.get(name)):
+            problems.append(f"{protocol.slug}: {name or 'no seed_env'} not set")
     if not problems:
         return [Check("allocation-seed", OK, f"{len(needs.protocols)} study seed(s) set")]
     return [
