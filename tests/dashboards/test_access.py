@@ -135,8 +135,11 @@ def test_arms_are_blinded_for_roles_that_may_not_see_allocation(
     signed_in, dash_post, small_study, role, sees_keys
 ):
     token = signed_in(role)
-    outputs = [("overview-enrollment-chart", "figure"), ("overview-enrollment", "children"),
-               ("overview-consort", "children")]  # fmt: skip
+    outputs = [
+        ("overview-enrollment-chart", "figure"),
+        ("overview-enrollment", "children"),
+        ("overview-consort", "children"),
+    ]
     response = dash_post(
         outputs, filters("overview"), [("study", "value", small_study.study_id)], token=token
     )
