@@ -42,6 +42,7 @@ from study.randomization.design import AllocationDesign, Factor
 from study.randomization.sequence import SIMULATION, Ledger, Randomiser
 from study.schedule.planning import plan_occasions
 
+from . import simulate_items
 from .dataset import USAGE_COLUMNS
 from .simulate_effects import Effects, Outcome
 
@@ -61,6 +62,16 @@ class ScheduledOccasion:
     instruments: tuple[str, ...]
     offset_days: float  # from local midnight of the enrollment day; 0 for the baseline
     at_enrollment: bool
+
+
+@dataclass(frozen=True)
+class Latent:
+    """An outcome before arm effects: the trajectory (fixed + person deviations) and either the
+    score's residual or, for an outcome simulated item by item, each item's noise."""
+
+    systematic: np.ndarray  # (participants, occasions)
+    residual: np.ndarray | None
+    item_noise: np.ndarray | None  # (participants, occasions, items)
 
 
 @dataclass(frozen=True)
@@ -138,10 +149,14 @@ def simulate_study(
         "withdrawn": np.repeat((status == "cancelled").any(axis=1), len(schedule)),
     }
     for name, outcome in effects.outcomes.items():
-        values = latent[name] + _arm_effects(effects, name, design.arms, arm_of, weeks)
-        values = _on_scale(values, outcome)
-        given = np.array([outcome.instrument in o.instruments for o in schedule])
-        frame[name] = np.where(completed & given, values, np.nan).ravel()
+        shift = _arm_effects(effects, name, design.arms, arm_of, weeks)
+        values, answers = _values(protocol, outcome, latent[name], shift)
+        given = completed & np.array([outcome.instrument in o.instruments for o in schedule])
+        frame[name] = np.where(given, values, np.nan).ravel()
+        if answers:
+            for item in protocol.instrument(outcome.instrument).items:
+                item_values = answers.get(item.id, np.full(given.shape, np.nan))
+                frame[item.id] = np.where(given, item_values, np.nan).ravel()
     frame |= _usage(rng, effects, design.arms, arm_of, days)
     data = pd.DataFrame(frame)
     truth = _truth(protocol, effects, participants, seed, data, schedule)
@@ -163,15 +178,31 @@ def _codes(rng: np.random.Generator, n: int) -> np.ndarray:
 
 
 def _person_trajectories(rng: np.random.Generator, outcome: Outcome, weeks: np.ndarray):
-    """Control-arm mean trajectory + random intercept and slope + residual, before rounding."""
+    """Control-arm mean trajectory + random intercept and slope, and the residual (or the item
+    noise), before any arm effect and rounding."""
     spec = outcome.spec
-    sd0, sd1 = spec.random_intercept_sd, spec.random_slope_sd
-    covariance = [[sd0**2, spec.correlation * sd0 * sd1], [spec.correlation * sd0 * sd1, sd1**2]]
     n = weeks.shape[0]
-    person = rng.multivariate_normal([0.0, 0.0], covariance, size=n, method="cholesky")
-    residual = rng.normal(0.0, spec.residual_sd, size=weeks.shape)
-    fixed = spec.intercept + spec.slope * weeks
-    return fixed + person[:, [0]] + person[:, [1]] * weeks + residual
+    # (u0, u1) bivariate normal, written out so that an SD of 0 (no random slope) is allowed.
+    z = rng.standard_normal((n, 2))
+    rho = spec.correlation
+    u0 = spec.random_intercept_sd * z[:, [0]]
+    u1 = spec.random_slope_sd * (rho * z[:, [0]] + np.sqrt(1 - rho**2) * z[:, [1]])
+    systematic = spec.intercept + spec.slope * weeks + u0 + u1 * weeks
+    if outcome.basis is not None:
+        noise = simulate_items.item_noise(rng, outcome.basis, spec.residual_sd, weeks.shape)
+        return Latent(systematic, None, noise)
+    return Latent(systematic, rng.normal(0.0, spec.residual_sd, size=weeks.shape), None)
+
+
+def _values(protocol, outcome: Outcome, latent: Latent, shift) -> tuple[np.ndarray, dict]:
+    """The outcome's values with the arm effects `shift` (and the item answers, if simulated)."""
+    if latent.item_noise is None:
+        return _on_scale(latent.systematic + latent.residual + shift, outcome), {}
+    instrument = protocol.instrument(outcome.instrument)
+    answers = simulate_items.responses(
+        instrument, outcome.basis, latent.systematic + shift, latent.item_noise
+    )
+    return simulate_items.scored(instrument, outcome.score, answers), answers
 
 
 def _arm_effects(effects: Effects, name: str, arms, arm_of: np.ndarray, weeks: np.ndarray):
@@ -195,7 +226,7 @@ def _strata(rng, protocol, design, effects, latent, schedule) -> list[dict[str, 
     that cut an instrument score the simulation generates, otherwise drawn with the effects
     file's proportions (uniform by default)."""
     baseline = next((i for i, o in enumerate(schedule) if o.at_enrollment), 0)
-    n = next(iter(latent.values())).shape[0]
+    n = next(iter(latent.values())).systematic.shape[0]
     columns: dict[str, np.ndarray] = {}
     for factor in design.factors:
         scores = _baseline_score(protocol, effects, latent, factor, baseline)
@@ -218,7 +249,7 @@ def _baseline_score(protocol, effects: Effects, latent, factor: Factor, baseline
     for name, outcome in effects.outcomes.items():
         if outcome.instrument != spec.instrument:
             continue
-        values = _on_scale(latent[name][:, baseline], outcome)
+        values = _values(protocol, outcome, latent[name], 0.0)[0][:, baseline]
         if outcome.score == spec.score:
             return values
         score = next(

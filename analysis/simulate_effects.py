@@ -22,6 +22,8 @@ from instruments.schema import Instrument, Score, Section
 from study.protocol import Protocol
 from study.protocol.schema import EmaEntry
 
+from .simulate_items import ItemBasis, item_basis
+
 Probability = Annotated[float, Field(ge=0, lt=1)]
 NonNegative = Annotated[float, Field(ge=0)]
 Positive = Annotated[float, Field(gt=0)]
@@ -50,6 +52,8 @@ class OutcomeSpec(Section):
     residual_sd: Positive
     bounds: tuple[float, float] | None = None
     step: Positive | None = None
+    # Simulate the item responses and score them (analysis.simulate_items) instead of the score.
+    items: bool = False
 
 
 class Dropout(Section):
@@ -92,6 +96,7 @@ class Outcome:
     spec: OutcomeSpec
     bounds: tuple[float, float] | None
     step: float | None
+    basis: ItemBasis | None = None  # how the score is made from items, with `items: true`
 
 
 @dataclass(frozen=True)
@@ -197,7 +202,20 @@ def _check(document: DataFile, model: EffectsModel, protocol: Protocol, data: di
         if bounds is not None and bounds[0] >= bounds[1]:
             document.problem(("outcomes", column, "bounds"), "the lower bound must be below")
         step = spec.step if "step" in given else step
-        outcomes[column] = Outcome(column, instrument_id, score_id, spec, bounds, step)
+        basis = item_basis(instrument, score_id) if spec.items else None
+        if spec.items and basis is None:
+            document.problem(
+                ("outcomes", column, "items"),
+                f"{instrument_id}'s {score_id} is not a sum or mean of items (or a transform of "
+                "one), so its items cannot be simulated",
+            )
+        with_items = [o for o in outcomes.values() if o.instrument == instrument_id and o.basis]
+        if basis is not None and with_items:
+            document.problem(
+                ("outcomes", column, "items"),
+                f"items of {instrument_id} are already simulated for {with_items[0].column}",
+            )
+        outcomes[column] = Outcome(column, instrument_id, score_id, spec, bounds, step, basis)
     return outcomes
 
 

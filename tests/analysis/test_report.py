@@ -78,6 +78,8 @@ def test_the_html_is_self_contained_and_headed_by_hashes_and_versions(unlocked_r
     )
     for section in ("trajectories", "consort", "compliance", "reliability", "deviations"):
         assert f'id="{section}"' in html
+    for figure in ("trajectory", "consort", "compliance", "reliability"):
+        assert f'id="fig-{figure}"' in html  # the example effects simulate item answers
 
 
 def test_without_a_lock_every_result_is_exploratory_and_the_deviation_is_listed(unlocked_report):

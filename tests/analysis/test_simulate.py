@@ -92,7 +92,9 @@ def test_same_seed_gives_identical_files_and_another_seed_does_not(example, tmp_
 def test_the_dataset_follows_the_analysis_contract(example):
     protocol, effects = example
     data = simulate_study(protocol, effects, participants=90, seed=1).data
-    assert list(data.columns) == CONTRACT
+    items = {item.id for i in ("who5", "ucla3", "swls") for item in protocol.instrument(i).items}
+    assert [column for column in data.columns if column not in items] == CONTRACT
+    assert items <= set(data.columns)  # the example simulates item answers too
     assert data["participant"].str.fullmatch(r"P-[23456789ABCDEFGHJKMNPQRSTUVWXYZ]{8}").all()
     # One row per participant and non-EMA occasion: baseline, 12 weekly waves, 3 follow-ups.
     assert data.groupby("participant").size().eq(16).all()
@@ -217,6 +219,40 @@ def test_the_slope_difference_is_recovered_with_nominal_coverage(small):
     assert abs(estimates.mean() - 1.5) < 3 * estimates.std(ddof=1) / math.sqrt(len(estimates))
 
 
+def test_simulated_items_are_scored_by_the_key_and_as_reliable_as_the_model_implies(small):
+    """Item noise SD is (6 / 4) / sqrt(5) = 0.67 per WHO-5 item (+ rounding, variance 1/12);
+    the true-score SD per item is (8 / 4) / 5 = 0.4. Parallel items then have inter-item
+    correlation r = 0.16 / (0.16 + 0.45 + 0.083) = 0.231 and Cronbach's alpha
+    5r / (1 + 4r) = 0.60 (Spearman-Brown)."""
+    from instruments.psychometrics import cronbach_alpha
+
+    effects = small_effects(
+        small,
+        """
+control_arm: control
+outcomes:
+  who5_percentage:
+    intercept: 50
+    arms: {active: {slope: 1.0}}
+    random_intercept_sd: 8
+    residual_sd: 6
+    items: true
+""",
+    )
+    data = simulate_study(small, effects, participants=3000, seed=13).data
+    items = [f"who5_{i}" for i in range(1, 6)]
+    answered = data[data["completed"]]
+    assert (answered[items].sum(axis=1) * 4 == answered["who5_percentage"]).all()
+    assert data.loc[~data["completed"], items].isna().all().all()
+    assert answered[items].isin([0, 1, 2, 3, 4, 5]).all().all()
+    r = 0.16 / (0.16 + (1.5**2) / 5 + 1 / 12)
+    baseline = answered[answered["occasion"] == "baseline"]
+    alpha = cronbach_alpha(baseline[items]).alpha
+    assert alpha == pytest.approx(5 * r / (1 + 4 * r), abs=0.03)
+    # The score's residual SD is still the outcome's (plus rounding): SD within a person-week.
+    assert baseline["who5_percentage"].std() == pytest.approx(math.hypot(8, 6), rel=0.08)
+
+
 def test_truth_json_records_the_generating_parameters(example, tmp_path):
     protocol, effects = example
     write_study(simulate_study(protocol, effects, participants=30, seed=4), tmp_path)
@@ -239,6 +275,11 @@ def test_truth_json_records_the_generating_parameters(example, tmp_path):
         (UNBOUNDED.replace("who5_percentage:", "who5_sum:"), "who5 has no score 'sum'"),
         (UNBOUNDED.replace("residual_sd: 6", "residual_sd: 0"), "residual_sd: input should be"),
         (UNBOUNDED + "dropouts: {}\n", "unknown key 'dropouts'; did you mean 'dropout'?"),
+        (
+            UNBOUNDED.replace("step: null", "step: null\n    items: true")
+            + "  who5_raw: {intercept: 13, random_intercept_sd: 2, residual_sd: 2, items: true}\n",
+            "who5_raw.items: items of who5 are already simulated for who5_percentage",
+        ),
     ],
 )
 def test_effects_file_mistakes_name_file_line_and_field(small, text, message):
