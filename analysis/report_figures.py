@@ -30,7 +30,8 @@ def occasion_label(frame: pd.DataFrame) -> pd.Series:
     return frame["occasion"].where(~repeats, frame["occasion"] + " " + frame["wave"].astype(str))
 
 
-def _ordered_labels(frame: pd.DataFrame) -> list[str]:
+def occasion_order(frame: pd.DataFrame) -> list[str]:
+    """Occasion labels in schedule order (by mean days since enrollment)."""
     labels = frame.assign(label=occasion_label(frame))
     return list(labels.groupby("label")["days"].mean().sort_values().index)
 
@@ -81,7 +82,7 @@ def consort_table(data: pd.DataFrame, analysed: pd.Series | None = None) -> pd.D
     Withdrew: has a cancelled occasion. Lost to follow-up: did not withdraw and missed the last
     scheduled occasion. `analysed` gives the participants the primary model used.
     """
-    last_label = _ordered_labels(data)[-1]
+    last_label = occasion_order(data)[-1]
     labelled = data.assign(label=occasion_label(data))
     per = labelled.groupby("participant").agg(
         arm=("arm", "first"),
@@ -126,7 +127,7 @@ def compliance_table(data: pd.DataFrame) -> pd.DataFrame:
     """Share of occasions completed per occasion (in schedule order) and arm."""
     labelled = data.assign(label=occasion_label(data))
     table = labelled.pivot_table(index="label", columns="arm", values="completed", aggfunc="mean")
-    return table.reindex(_ordered_labels(data))
+    return table.reindex(occasion_order(data))
 
 
 def compliance_figure(table: pd.DataFrame) -> go.Figure:
@@ -187,8 +188,3 @@ def reliability_figure(table: pd.DataFrame, order: list[str]) -> go.Figure:
         )
     figure.update_layout(title="Reliability per wave", yaxis={"title": "coefficient"})
     return figure
-
-
-def occasion_order(data: pd.DataFrame) -> list[str]:
-    """Occasion labels in schedule order (for tables and axes)."""
-    return _ordered_labels(data)

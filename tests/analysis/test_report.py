@@ -211,3 +211,74 @@ def test_flourish_report_from_a_csv(study, tmp_path):
     ).exists()
     both = runner.invoke(main, [*args, "--data", str(csv), "--study", "x"])
     assert both.exit_code == 2 and "exactly one of --data and --study" in both.output
+
+
+SMALL_PREREG = """
+title: A report from the database
+authors: [{name: Test Analyst}]
+data_status: {collected: "no"}
+hypotheses:
+  - id: h1
+    text: Reflective participants change faster in WHO-5 than controls.
+    outcome: who5_percentage
+    contrast: reflective_slope
+    direction: two_sided
+outcomes: {primary: [who5_percentage]}
+arms: {variable: arm, reference: control}
+models:
+  - {id: primary, formula: who5_percentage ~ arm * week, groups: participant}
+contrasts:
+  - {id: reflective_slope, model: primary, weights: {"arm[T.reflective]:week": 1}}
+multiplicity: {method: holm}
+sample_size: {target: 9, rationale: a test}
+"""
+
+
+def test_flourish_report_from_the_database_is_audited(
+    session, small_study, clock, tmp_path, monkeypatch
+):
+    """Nine participants enrolled, planned and answered through the domain functions; the
+    report is built from `analysis.dataset.assemble` and its data hash is in the audit log."""
+    from datetime import UTC, datetime, timedelta
+
+    from sqlmodel import select
+
+    from analysis.dataset import assemble
+    from analysis.exports import snapshot_hash
+    from study.models import AuditEvent
+    from study.schedule import extend_horizon
+
+    from .conftest import answer
+    from .test_dataset import occasion_of
+
+    people = [small_study().participant for _ in range(9)]
+    extend_horizon(session, clock.now(), horizon=timedelta(weeks=30))
+    session.commit()
+    for week, key in ((0, "baseline"), (1, "weekly"), (2, "weekly")):
+        if week:
+            clock.set(datetime(2026, 3, 2 + 7 * week, 19, 30, tzinfo=UTC))
+        for index, person in enumerate(people):
+            level = (index + week * (index % 3)) % 6
+
+            def value(instrument, scale, level=level):
+                return min(max(level, scale.min), scale.max) if instrument == "who5" else 4
+
+            answer(session, occasion_of(session, person, key, week).id, clock.now(), value)
+    prereg = tmp_path / "prereg.yaml"
+    prereg.write_text(SMALL_PREREG)
+    url = session.get_bind().url.render_as_string(hide_password=False)
+    monkeypatch.setenv("FLOURISH_INSTANCE_PATH", str(tmp_path / "instance"))
+    monkeypatch.setenv("FLOURISH_ENV", "test")
+    out = tmp_path / "out"
+    args = ["--database-url", url, "report", "--study", "assistant-flourishing-rct"]
+    result = CliRunner().invoke(
+        main, [*args, "--prereg", str(prereg), "--out", str(out)], catch_exceptions=False
+    )
+    assert result.exit_code == 0, result.output
+    data = assemble(session, small_study.study_id)
+    html = (out / "report.html").read_text(encoding="utf-8")
+    assert snapshot_hash(data) in html and "9 participants" in html
+    event = session.exec(select(AuditEvent).where(AuditEvent.action == "report.write")).one()
+    assert event.details["data_sha256"] == snapshot_hash(data)
+    assert event.entity_id == str(small_study.study_id)
+    assert (out / "bundle" / "data.csv").read_bytes().count(b"\n") == len(data) + 1
