@@ -285,7 +285,9 @@ def _scores(
 def _read_usage(session: Session, study_id: int) -> pd.DataFrame | None:
     try:
         from study.assistant.usage import usage_by_participant_week
-    except ImportError:  # the interaction-log measures are not part of this installation
+    except ModuleNotFoundError as exc:  # the usage measures are not part of this installation
+        if exc.name != "study.assistant.usage":
+            raise
         return None
     return usage_by_participant_week(session, study_id)
 

@@ -62,8 +62,9 @@ def apply_rules(
 def attrition_by_arm(
     data: pd.DataFrame, arm: str = "arm", occasions: Sequence[str] | None = None
 ) -> list[dict]:
-    """Per arm: participants, withdrawals, and completion of each occasion (of `occasions`
-    when given) in schedule order; `retained` completed the last of them."""
+    """Per arm: participants, withdrawals, and for each occasion (of `occasions` when given),
+    in schedule order, how many participants it was due for, how many completed it and the
+    rate; `retained` completed the last of them."""
     rows = data if occasions is None else data[data["occasion"].isin(occasions)]
     order = rows.groupby(["occasion", "wave"])["days"].median().sort_values().index
     result = []
@@ -74,16 +75,24 @@ def attrition_by_arm(
             if "withdrawn" in group
             else None
         )
-        completed = rows[rows[arm] == level].groupby(["occasion", "wave"])["completed"].sum()
-        by_occasion = [
-            {
-                "occasion": occasion,
-                "wave": int(wave),
-                "completed": int(completed.get((occasion, wave), 0)),
-                "rate": float(completed.get((occasion, wave), 0) / participants),
-            }
-            for occasion, wave in order
-        ]
+        # An occasion still "scheduled" is not due yet: it counts neither way.
+        mine = rows[rows[arm] == level]
+        if "status" in mine:
+            mine = mine[mine["status"] != "scheduled"]
+        completed = mine.groupby(["occasion", "wave"])["completed"].sum()
+        due = mine.groupby(["occasion", "wave"])["participant"].nunique()
+        by_occasion = []
+        for key in order:
+            n_due, n_done = int(due.get(key, 0)), int(completed.get(key, 0))
+            by_occasion.append(
+                {
+                    "occasion": key[0],
+                    "wave": int(key[1]),
+                    "due": n_due,
+                    "completed": n_done,
+                    "rate": n_done / n_due if n_due else float("nan"),
+                }
+            )
         result.append(
             {
                 "arm": str(level),

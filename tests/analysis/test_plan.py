@@ -20,6 +20,7 @@ from statsmodels.stats.multitest import multipletests
 
 from analysis.mixed import fit_lmm
 from analysis.plan import adjust_p, run_plan
+from analysis.plan_rules import attrition_by_arm
 from analysis.prereg_lock import LockInfo
 from analysis.prereg_schema import Contrast
 from analysis.preregistration import (
@@ -202,10 +203,24 @@ def test_attrition_by_arm_counts_completions_per_occasion(locked_results):
     assert set(by_arm) == set(ARMS)
     reflective = by_arm["reflective"]
     assert reflective["participants"] == 20 and reflective["withdrawn"] == 0
-    assert reflective["by_occasion"][0] == {"occasion": "baseline", "wave": 0, "completed": 20,
-                                            "rate": 1.0}  # fmt: skip
+    assert reflective["by_occasion"][0] == {"occasion": "baseline", "wave": 0, "due": 20,
+                                            "completed": 20, "rate": 1.0}  # fmt: skip
+    assert reflective["by_occasion"][12]["rate"] == pytest.approx(19 / 20)
     assert reflective["retained"] == 19  # P-REF0003 stopped after week 3
     assert by_arm["control"]["by_occasion"][0]["completed"] == 19
+
+
+def test_occasions_not_yet_due_do_not_count_as_attrition():
+    data = simulated(n_per_arm=2, weeks=2)
+    data.loc[data["wave"] == 2, ["status", "completed"]] = ["scheduled", False]
+    data.loc[(data["participant"] == "P-CON0000") & (data["wave"] == 1), "status"] = "scheduled"
+    control = next(row for row in attrition_by_arm(data) if row["arm"] == "control")
+    assert [(o["wave"], o["due"], o["completed"]) for o in control["by_occasion"]] == [
+        (0, 2, 2),
+        (1, 1, 1),
+        (2, 0, 0),
+    ]
+    assert math.isnan(control["by_occasion"][2]["rate"]) and control["retained"] == 0
 
 
 def test_results_are_plain_json_ready_data(locked_results):
