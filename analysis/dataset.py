@@ -175,19 +175,19 @@ def _occasions(session: Session, study_id: int, as_of: datetime | None) -> pd.Da
 
 def _strata(frame: pd.DataFrame, factors: list[str]) -> pd.DataFrame:
     """A `stratum_<factor>` column per factor: the allocation's stratum, else the participant's."""
-    levels = [
-        parse_stratum_key(key) if key else dict(fallback or {})
-        for key, fallback in zip(
-            frame["allocation_stratum"], frame["participant_strata"], strict=True
+    people = frame.drop_duplicates("participant_id").set_index("participant_id")
+    levels = {
+        pid: parse_stratum_key(key) if key else dict(fallback or {})
+        for pid, key, fallback in zip(
+            people.index, people["allocation_stratum"], people["participant_strata"], strict=True
         )
-    ]
-    return pd.DataFrame(
-        {
-            f"stratum_{name}": pd.array([lv.get(name) for lv in levels], dtype=object)
-            for name in factors
-        },
-        index=frame.index,
+    }
+    by_participant = pd.DataFrame(
+        {f"stratum_{name}": [levels[pid].get(name) for pid in people.index] for name in factors},
+        index=people.index,
+        dtype=object,
     )
+    return by_participant.reindex(frame["participant_id"]).set_axis(frame.index)
 
 
 def _responses(session: Session, study_id: int) -> pd.DataFrame:
