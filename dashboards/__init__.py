@@ -20,10 +20,11 @@ Adding a page (e.g. outcomes):
    your own with counts worked out by hand.
 2. Write `pages/<topic>.py` with `PATH` (URL under /dashboard/), `TITLE`, `PERMISSION`
    (needed to open it), `ID` (prefix of its component ids), `layout(study_id)` (use
-   `View.of(study_id)`, `filter_bar`, `table_section`) and `register(app)`, whose callbacks
-   each carry `@requires("<permission>")` under `@app.callback(...)`, take the filter bar's
-   values with `filter_inputs(ID)` and `State("study", "value")`, draw arms through
-   `view.label_arms(...)`, and call `register_download(...)` for every table.
+   `View.of(study_id)`, `filter_bar`, `table_section`) and `register(app)`. There, draw the
+   page with `@on_filters(app, ID, outputs, PERMISSION)` (a callback on the filter bar that
+   checks the permission and hands you the `View`), show arms through `view.label_arms(...)`,
+   and call `register_download(...)` for every table. Any other callback carries
+   `@requires("<permission>")` under its `@app.callback(...)`.
 3. Add the module to `PAGES` in `pages/__init__.py`. The router, the navigation, sign-in,
    CSRF and CSP then apply to it with no further change.
 

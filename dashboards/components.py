@@ -110,6 +110,35 @@ def filter_inputs(page: str) -> list[Input]:
     return [Input(f"{page}-{name}", "value") for name in FILTERS]
 
 
+def on_filters(
+    app: Dash,
+    page: str,
+    outputs: Sequence[tuple[str, str]],
+    permission: str,
+    *,
+    extra: Sequence[Input] = (),
+) -> Callable:
+    """Register the decorated `draw(view, arm, stratum, wave, date_from, date_to, *extra)` as
+    a callback that redraws `outputs` (`(name, property)` under the page's id prefix) whenever
+    a filter (or an `extra` input) changes, for researchers holding `permission`."""
+
+    def decorator(draw: Callable) -> Callable:
+        @app.callback(
+            *[Output(f"{page}-{name}", prop) for name, prop in outputs],
+            *filter_inputs(page),
+            *extra,
+            State("study", "value"),
+        )
+        @requires(permission)
+        def update(*values):
+            *rest, study_id = values
+            return draw(View.of(int(study_id)), *rest)
+
+        return draw
+
+    return decorator
+
+
 def table(frame: pd.DataFrame, *, rows: int = TABLE_ROWS) -> html.Div:
     """A plain HTML table of the first `rows` rows (the CSV holds them all)."""
     if frame.empty:

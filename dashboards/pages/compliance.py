@@ -4,7 +4,7 @@ occasions, delivery failures by channel."""
 from __future__ import annotations
 
 import plotly.graph_objects as go
-from dash import Output, State, dcc, html
+from dash import dcc, html
 from sqlalchemy import func
 from sqlmodel import select
 
@@ -14,8 +14,8 @@ from study.web.context import db, services
 from ..components import (
     View,
     filter_bar,
-    filter_inputs,
     filter_states,
+    on_filters,
     register_download,
     table,
     table_section,
@@ -28,7 +28,6 @@ from ..queries import (
     status_matrix,
 )
 from ..queries.compliance import STATUS_CODES
-from ..security import requires
 
 PATH = "compliance"
 TITLE = "Compliance"
@@ -85,20 +84,11 @@ def _table(view: View, name: str, *values):
 
 
 def register(app) -> None:
-    @app.callback(
-        Output(f"{ID}-heatmap", "figure"),
-        Output(f"{ID}-rates-chart", "figure"),
-        Output(f"{ID}-rates", "children"),
-        Output(f"{ID}-late", "children"),
-        Output(f"{ID}-failures", "children"),
-        Output(f"{ID}-occasions", "children"),
-        *filter_inputs(ID),
-        State("study", "value"),
-    )
-    @requires(PERMISSION)
-    def update(*values):
-        *filters, study_id = values
-        view = View.of(int(study_id))
+    tables = [(name, "children") for name in ("rates", "late", "failures", "occasions")]
+    outputs = [("heatmap", "figure"), ("rates-chart", "figure"), *tables]
+
+    @on_filters(app, ID, outputs, PERMISSION)
+    def update(view: View, *filters):
         occasions, messages = _frames(view, *filters)
         occasions = view.label_arms(occasions)
         rates = response_rates(occasions)

@@ -3,21 +3,20 @@
 from __future__ import annotations
 
 import plotly.graph_objects as go
-from dash import Output, State, dcc, html
+from dash import dcc, html
 
 from study.web.context import db
 
 from ..components import (
     View,
     filter_bar,
-    filter_inputs,
     filter_states,
+    on_filters,
     register_download,
     table,
     table_section,
 )
 from ..queries import consort_flow, enrollment_over_time
-from ..security import requires
 
 PATH = ""
 TITLE = "Study overview"
@@ -46,17 +45,10 @@ def _consort(view: View, *values):
 
 
 def register(app) -> None:
-    @app.callback(
-        Output(f"{ID}-enrollment-chart", "figure"),
-        Output(f"{ID}-enrollment", "children"),
-        Output(f"{ID}-consort", "children"),
-        *filter_inputs(ID),
-        State("study", "value"),
-    )
-    @requires(PERMISSION)
-    def update(*values):
-        *filters, study_id = values
-        view = View.of(int(study_id))
+    outputs = [("enrollment-chart", "figure"), ("enrollment", "children"), ("consort", "children")]
+
+    @on_filters(app, ID, outputs, PERMISSION)
+    def update(view: View, *filters):
         enrolled = _enrollment(view, *filters)
         consort = view.label_arms(_consort(view, *filters))
         return enrollment_figure(enrolled), table(enrolled), table(consort)

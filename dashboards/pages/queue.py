@@ -12,9 +12,9 @@ from study.web.context import db, services
 from ..components import (
     View,
     filter_bar,
-    filter_inputs,
     filter_states,
     notice,
+    on_filters,
     register_download,
     table,
     table_section,
@@ -57,27 +57,17 @@ def _messages(view: View, *values):
 
 
 def register(app) -> None:
-    @app.callback(
-        Output(f"{ID}-messages", "children"),
-        *filter_inputs(ID),
-        Input(f"{ID}-retried", "children"),
-        State("study", "value"),
-    )
-    @requires(PERMISSION)
-    def update(*values):
-        *filters, _retried, study_id = values
-        return table(_messages(View.of(int(study_id)), *filters))
+    after_retry = [Input(f"{ID}-retried", "children")]
 
-    @app.callback(
-        Output(f"{ID}-failed", "options"),
-        *filter_inputs(ID),
-        Input(f"{ID}-retried", "children"),
-        State("study", "value"),
-    )
-    @requires("manage_participants")
-    def failed_options(*values):
-        *filters, _retried, study_id = values
-        frame = _messages(View.of(int(study_id)), *filters)
+    @on_filters(app, ID, [("messages", "children")], PERMISSION, extra=after_retry)
+    def update(view: View, *values):
+        *filters, _retried = values
+        return table(_messages(view, *filters))
+
+    @on_filters(app, ID, [("failed", "options")], "manage_participants", extra=after_retry)
+    def failed_options(view: View, *values):
+        *filters, _retried = values
+        frame = _messages(view, *filters)
         failed = frame[frame["status"].isin(("failed", "undelivered"))]
         return [
             {

@@ -96,27 +96,31 @@ def compliance_frame(
 
 # Core rows (session.connection()) rather than ORM rows: a third of the time at 39,000 occasions.
 def _occasion_rows(session: Session, where: list) -> pd.DataFrame:
-    rows = session.connection().execute(
-        select(
-            Occasion.id,
-            Participant.id,
-            Participant.code,
-            Arm.key,
-            Occasion.schedule_key,
-            Occasion.wave,
-            Occasion.kind,
-            Occasion.due_at,
-            Occasion.closes_at,
-            Occasion.status,
-            Occasion.opened_at,
-            Occasion.completed_at,
+    rows = (
+        session.connection()
+        .execute(
+            select(
+                Occasion.id,
+                Participant.id,
+                Participant.code,
+                Arm.key,
+                Occasion.schedule_key,
+                Occasion.wave,
+                Occasion.kind,
+                Occasion.due_at,
+                Occasion.closes_at,
+                Occasion.status,
+                Occasion.opened_at,
+                Occasion.completed_at,
+            )
+            .join(Participant, col(Participant.id) == Occasion.participant_id)
+            .join(Allocation, col(Allocation.participant_id) == Participant.id, isouter=True)
+            .join(Arm, col(Arm.id) == Allocation.arm_id, isouter=True)
+            .where(*where)
+            .order_by(col(Occasion.due_at), col(Participant.code), col(Occasion.schedule_key))
         )
-        .join(Participant, col(Participant.id) == Occasion.participant_id)
-        .join(Allocation, col(Allocation.participant_id) == Participant.id, isouter=True)
-        .join(Arm, col(Arm.id) == Allocation.arm_id, isouter=True)
-        .where(*where)
-        .order_by(col(Occasion.due_at), col(Participant.code), col(Occasion.schedule_key))
-    ).all()
+        .all()
+    )
     frame = pd.DataFrame(
         [tuple(row) for row in rows],
         columns=[
@@ -140,19 +144,23 @@ def _occasion_rows(session: Session, where: list) -> pd.DataFrame:
 
 
 def _message_rows(session: Session, where: list) -> pd.DataFrame:
-    rows = session.connection().execute(
-        select(
-            OutboundMessage.occasion_id,
-            OutboundMessage.channel,
-            OutboundMessage.purpose,
-            OutboundMessage.status,
-            OutboundMessage.sent_at,
+    rows = (
+        session.connection()
+        .execute(
+            select(
+                OutboundMessage.occasion_id,
+                OutboundMessage.channel,
+                OutboundMessage.purpose,
+                OutboundMessage.status,
+                OutboundMessage.sent_at,
+            )
+            .join(Occasion, col(Occasion.id) == OutboundMessage.occasion_id)
+            .join(Participant, col(Participant.id) == Occasion.participant_id)
+            .where(*where)
+            .order_by(col(OutboundMessage.id))
         )
-        .join(Occasion, col(Occasion.id) == OutboundMessage.occasion_id)
-        .join(Participant, col(Participant.id) == Occasion.participant_id)
-        .where(*where)
-        .order_by(col(OutboundMessage.id))
-    ).all()
+        .all()
+    )
     frame = pd.DataFrame(
         [tuple(row) for row in rows],
         columns=["occasion_id", "channel", "purpose", "status", "sent_at"],
