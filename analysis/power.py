@@ -32,6 +32,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from .mixed import fit_lmm
+from .preregistration import Preregistration
 from .simulate import simulate_study
 from .simulate_effects import Effects
 
@@ -65,7 +66,7 @@ class Contrast:
 class PowerRow:
     participants: int
     contrast: str
-    true_difference: float
+    true_difference: float | None
     reps: int
     rejections: int
     failed: int
@@ -98,9 +99,10 @@ class PowerResult:
         ]
         for row in self.rows:
             estimate = "" if row.mean_estimate is None else f"{row.mean_estimate:.4g}"
+            truth = "" if row.true_difference is None else f"{row.true_difference:.4g}"
             coverage = "" if row.coverage is None else f"{row.coverage:.3f}"
             lines.append(
-                f"{row.participants:>6}  {row.contrast:<28} {row.true_difference:>8.4g} "
+                f"{row.participants:>6}  {row.contrast:<28} {truth:>8} "
                 f"{row.power:>6.3f} {row.mc_se:>6.3f} {estimate:>9} {coverage:>8} "
                 f"{row.failed:>6}"
             )
@@ -166,13 +168,29 @@ def run_power(
     effects: Effects,
     settings: PowerSettings,
     progress: Callable[[int], None] | None = None,
+    prereg: Preregistration | None = None,
 ) -> PowerResult:
-    """Power for each size in `settings.sizes` and each contrast (see the module docstring)."""
-    outcome = settings.outcome or effects.primary
-    if outcome not in effects.outcomes:
-        raise ValueError(f"no outcome '{outcome}' in the effects file")
-    arms = [arm.key for arm in protocol.model.arms]
-    found = contrasts(effects, outcome, arms, settings.contrast)
+    """Power for each size in `settings.sizes` and each contrast (see the module docstring).
+
+    With `prereg`, each replicate runs that preregistration's confirmatory family through
+    `analysis.plan.run_plan` instead (`analysis.power_plan`), at its own alpha and correction.
+    """
+    if prereg is not None:
+        from .power_plan import family_contrasts, family_only, plan_replicate
+
+        if settings.outcome or settings.contrast:
+            raise ValueError("with a preregistration, its confirmatory family is what is tested")
+        found = family_contrasts(prereg, effects)
+        outcome, alpha, replicate = "preregistered family", prereg.model.alpha, plan_replicate
+        fixed = (family_only(prereg), found)
+    else:
+        outcome = settings.outcome or effects.primary
+        if outcome not in effects.outcomes:
+            raise ValueError(f"no outcome '{outcome}' in the effects file")
+        arms = [arm.key for arm in protocol.model.arms]
+        found = contrasts(effects, outcome, arms, settings.contrast)
+        alpha, replicate = settings.alpha, one_replicate
+        fixed = (outcome, found)
     started = time.perf_counter()
     jobs = [
         (k, r, int(np.random.SeedSequence([settings.seed, k, r]).generate_state(1)[0]))
@@ -182,26 +200,25 @@ def run_power(
     results: dict[tuple[int, int], list] = {}
 
     def arguments(k: int, seed: int) -> tuple:
-        size = settings.sizes[k]
-        return (protocol, effects, outcome, found, size, seed, settings.alpha, settings.engine)
+        if prereg is not None:
+            return (protocol, effects, *fixed, settings.sizes[k], seed, settings.engine)
+        return (protocol, effects, *fixed, settings.sizes[k], seed, alpha, settings.engine)
 
     if settings.workers == 1:
         with single_threaded_blas():
             for k, r, seed in jobs:
-                results[k, r] = one_replicate(*arguments(k, seed))
+                results[k, r] = replicate(*arguments(k, seed))
                 if progress:
                     progress(1)
     else:
         pool = ProcessPoolExecutor(max_workers=settings.workers, initializer=_limit_blas)
         with pool:
-            futures = {
-                pool.submit(one_replicate, *arguments(k, seed)): (k, r) for k, r, seed in jobs
-            }
+            futures = {pool.submit(replicate, *arguments(k, seed)): (k, r) for k, r, seed in jobs}
             for future in as_completed(futures):
                 results[futures[future]] = future.result()
                 if progress:
                     progress(1)
-    result = PowerResult(outcome, settings.alpha, settings.reps, settings.seed, settings.engine)
+    result = PowerResult(outcome, alpha, settings.reps, settings.seed, settings.engine)
     for k, size in enumerate(settings.sizes):
         for index, contrast in enumerate(found):
             outcomes = [results[k, r][index] for r in range(settings.reps)]
@@ -224,8 +241,9 @@ def _limit_blas() -> None:
     single_threaded_blas().__enter__()
 
 
-def _summarise(size: int, contrast: Contrast, outcomes: list, reps: int) -> PowerRow:
+def _summarise(size: int, contrast, outcomes: list, reps: int) -> PowerRow:
     fitted = [o for o in outcomes if o is not None]
+    covered = fitted and all(o[2] is not None for o in fitted)
     rejections = sum(o[0] for o in fitted)
     power = rejections / reps
     return PowerRow(
@@ -238,5 +256,5 @@ def _summarise(size: int, contrast: Contrast, outcomes: list, reps: int) -> Powe
         power=power,
         mc_se=math.sqrt(power * (1 - power) / reps),
         mean_estimate=float(np.mean([o[1] for o in fitted])) if fitted else None,
-        coverage=float(np.mean([o[2] for o in fitted])) if fitted else None,
+        coverage=float(np.mean([o[2] for o in fitted])) if covered else None,
     )

@@ -64,6 +64,13 @@ def simulate(protocol_file: str, participants: int, effects_file: str, seed: int
     default=None,
     help="ARM or ARM-ARM: slope difference tested (default: each arm vs the control arm).",
 )
+@click.option(
+    "--prereg",
+    "prereg_file",
+    type=click.Path(dir_okay=False, exists=True),
+    help="Test this preregistration's confirmatory family as run_plan runs it (its alpha, "
+    "one-sided tests and multiplicity correction) instead of one contrast.",
+)
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True)
 @click.option("--engine", type=click.Choice(["fast", "statsmodels"]), default="fast")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
@@ -76,6 +83,7 @@ def power(
     alpha: float,
     outcome: str | None,
     contrast: str | None,
+    prereg_file: str | None,
     workers: int,
     engine: str,
     as_json: bool,
@@ -84,6 +92,7 @@ def power(
 
     Each replicate simulates a study and fits outcome ~ arm * week + (1 + week | participant)
     (REML); power is the share of replicates with p < alpha, given with its Monte-Carlo SE.
+    With --prereg, each replicate runs the preregistration's confirmatory family instead.
     """
     from analysis.power import PowerSettings, run_power
 
@@ -94,6 +103,14 @@ def power(
     if not sizes or min(sizes) < 2:
         raise click.BadParameter("each size must be at least 2", param_hint="-n")
     protocol, effects = _load(protocol_file, effects_file)
+    prereg = None
+    if prereg_file is not None:
+        from analysis.preregistration import PreregistrationError, load_preregistration
+
+        try:
+            prereg = load_preregistration(prereg_file)
+        except PreregistrationError as exc:
+            raise click.ClickException(str(exc)) from exc
     settings = PowerSettings(
         sizes=tuple(sizes),
         reps=reps,
@@ -109,7 +126,7 @@ def power(
         length=total, label="simulating and fitting", file=sys.stderr, show_pos=True
     ) as bar:
         try:
-            result = run_power(protocol, effects, settings, progress=bar.update)
+            result = run_power(protocol, effects, settings, progress=bar.update, prereg=prereg)
         except ValueError as exc:
             raise click.ClickException(str(exc)) from exc
     if as_json:

@@ -116,3 +116,58 @@ def test_flourish_power_prints_a_table_or_json(small, tmp_path):
     assert data["outcome"] == "who5_percentage" and data["alpha"] == 0.05
     table = CliRunner().invoke(main, [*args, "--seed", "1"], catch_exceptions=False)
     assert "active - control" in table.stdout and "MC SE" in table.stdout
+
+
+SMALL_PREREG = """
+title: Small trial
+authors: [{name: Test Analyst}]
+data_status: {collected: "no"}
+hypotheses:
+  - {id: h1, text: Active improves faster., outcome: who5_percentage, contrast: active_slope,
+     direction: greater}
+outcomes: {primary: [who5_percentage]}
+arms: {variable: arm, reference: control}
+models:
+  - {id: primary, formula: who5_percentage ~ arm * week, groups: participant, re_formula: "~ week"}
+contrasts:
+  - {id: active_slope, model: primary, weights: {"arm[T.active]:week": 1}}
+multiplicity: {method: holm}
+sample_size: {target: 40, rationale: a test}
+"""
+
+
+def test_with_a_preregistration_the_plan_itself_is_tested(small):
+    """The hypothesis predicts improvement; the simulated arm gets worse by 1.2 points a week.
+    The plan's one-sided test then never supports it, where a two-sided test mostly would."""
+    from analysis.preregistration import parse_preregistration
+
+    prereg = parse_preregistration(SMALL_PREREG, "prereg.yaml")
+    worse = effects(small, -1.2)
+    settings = PowerSettings(sizes=(60,), reps=8, seed=4)
+    (planned,) = run_power(small, worse, settings, prereg=prereg).rows
+    (two_sided,) = run_power(small, worse, settings).rows
+    assert (planned.contrast, planned.true_difference) == ("active_slope", -1.2)
+    assert planned.power == 0 and planned.failed == 0
+    assert two_sided.power >= 0.5
+    # Same simulated studies, same model: the same estimates.
+    assert planned.mean_estimate == pytest.approx(two_sided.mean_estimate, rel=1e-6)
+
+
+def test_the_family_of_the_example_preregistration_and_its_truth():
+    from analysis.power_plan import family_contrasts, family_only
+    from analysis.preregistration import load_preregistration
+    from analysis.simulate_effects import load_effects
+
+    example = Path(__file__).resolve().parents[2] / "examples"
+    protocol = load_protocol(example / "protocols" / "assistant-flourishing-rct.yaml")
+    truth = load_effects(example / "effects" / "assistant-flourishing-rct.yaml", protocol)
+    prereg = load_preregistration(example / "preregistrations" / "assistant-flourishing-rct.yaml")
+    found = family_contrasts(prereg, truth)
+    assert [(c.label, c.truth) for c in found] == [
+        ("reflective_vs_control_slope", 0.6),
+        ("instruct_vs_control_slope", 0.25),
+        ("reflective_vs_instruct_slope", pytest.approx(0.35)),
+    ]
+    slim = family_only(prereg).model
+    assert [m.id for m in slim.models] == ["primary"] and slim.sensitivity == ()
+    assert [c.id for c in slim.contrasts] == [c.label for c in found]
