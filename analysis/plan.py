@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from itertools import pairwise
 
 import numpy as np
 import pandas as pd
@@ -146,13 +147,14 @@ def _lock_deviations(prereg: Preregistration, locked: LockInfo | None) -> list[D
                 f"{prereg.content_hash[:12]}): every result is exploratory",
             )
         )
-    for earlier in locked.history:
+    chain = [*locked.history, locked]
+    for before, after in pairwise(chain):
         found.append(
             Deviation(
                 "amendment",
-                f"first locked at {earlier.locked_at.isoformat()} by {earlier.locked_by} "
-                f"({earlier.sha256[:12]}); amended at {locked.locked_at.isoformat()}: "
-                f"{locked.reason}",
+                f"locked at {before.locked_at.isoformat()} by {before.locked_by} "
+                f"({before.sha256[:12]}), amended at {after.locked_at.isoformat()} by "
+                f"{after.locked_by} ({after.sha256[:12]}): {after.reason}",
             )
         )
     return found

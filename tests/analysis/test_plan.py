@@ -246,13 +246,16 @@ def test_a_file_changed_since_its_lock_is_exploratory_and_a_deviation(prereg):
     assert "changed after it was locked" in results.deviations[0].message
 
 
-def test_an_amended_lock_is_confirmatory_and_lists_the_amendment(prereg):
-    earlier = lock_of(prereg, sha256="0" * 64)
-    amended = lock_of(prereg, reason="alpha corrected", history=(earlier,))
+def test_an_amended_lock_is_confirmatory_and_lists_every_amendment(prereg):
+    first = lock_of(prereg, sha256="0" * 64)
+    second = lock_of(prereg, sha256="1" * 64, reason="typo in a description")
+    amended = lock_of(prereg, reason="alpha corrected", history=(first, second))
     results = run_plan(prereg, simulated(), locked=amended)
     assert results.status == "confirmatory"
-    [deviation] = results.deviations
-    assert deviation.kind == "amendment" and "alpha corrected" in deviation.message
+    assert [d.kind for d in results.deviations] == ["amendment", "amendment"]
+    assert "(000000000000), amended" in results.deviations[0].message
+    assert results.deviations[0].message.endswith("(111111111111): typo in a description")
+    assert results.deviations[1].message.endswith(f"({prereg.content_hash[:12]}): alpha corrected")
 
 
 def test_analyses_that_were_not_preregistered_are_exploratory_deviations(prereg):
