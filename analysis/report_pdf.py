@@ -103,13 +103,18 @@ def render_pdf(content: ReportContent) -> bytes:
             f"{r.se:.4g}",
             f"{r.ci_lower:.4g} to {r.ci_upper:.4g}",
             f"{r.p:.3g}",
+            "" if r.p_test is None else f"{r.p_test:.3g}",
             "" if r.p_adjusted is None else f"{r.p_adjusted:.3g}",
             r.label,
         ]
         for r in results.contrasts
     ]
-    header_row = ["contrast", "hypothesis", "estimate", "SE", "95% CI", "p", "adj. p", "label"]
-    pdf.table(header_row, rows, [50, 30, 16, 14, 30, 13, 13, 24])
+    header_row = ["contrast", "hypothesis", "estimate", "SE", "95% CI", "p", "p test", "adj. p"]
+    pdf.table([*header_row, "label"], rows, [48, 29, 15, 13, 30, 13, 13, 13, 17])
+    pdf.para(
+        "p: two-sided Wald; p test: the hypothesis's test (one-sided where a direction is "
+        f"predicted); adj. p: {results.plan.multiplicity} over the confirmatory family."
+    )
     pdf.heading("Deviations from the preregistration")
     for deviation in results.deviations or ["None."]:
         pdf.para(f"- {deviation}")
@@ -134,7 +139,10 @@ def render_pdf(content: ReportContent) -> bytes:
     if content.reliability.empty:
         pdf.para("The dataset holds scores but no item responses: reliability not computed.")
     else:
-        table = content.reliability
+        order = {label: i for i, label in enumerate(content.occasion_order)}
+        table = content.reliability.sort_values(
+            ["instrument", "score", "wave"], key=lambda c: c.map(order) if c.name == "wave" else c
+        )
         pdf.table(
             ["instrument", "wave", "score", "statistic", "value"],
             [
