@@ -187,4 +187,6 @@ def reliability_figure(table: pd.DataFrame, order: list[str]) -> go.Figure:
             )
         )
     figure.update_layout(title="Reliability per wave", yaxis={"title": "coefficient"})
+    # Instruments asked at different occasions: keep the axis in schedule order.
+    figure.update_xaxes(categoryorder="array", categoryarray=order)
     return figure
