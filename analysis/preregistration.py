@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
-from patsy import ModelDesc, PatsyError
+from patsy import ModelDesc, PatsyError, dmatrix
 
 from instruments.datafile import (
     DataFile,
@@ -273,8 +273,6 @@ def check_against(prereg: Preregistration, data: pd.DataFrame | Iterable[str]) -
 
 
 def _check_values(prereg: Preregistration, frame: pd.DataFrame) -> list[Problem]:
-    from patsy import dmatrices
-
     model = prereg.model
     problems: list[Problem] = []
     arms = sorted(str(a) for a in frame[model.arms.variable].dropna().unique())
@@ -301,8 +299,9 @@ def _check_values(prereg: Preregistration, frame: pd.DataFrame) -> list[Problem]
     coded = with_reference(frame, model.arms.variable, model.arms.reference)
     for spec in model.models:
         try:
-            _, x = dmatrices(fixed_formula(model, spec), coded, return_type="dataframe")
-            design[spec.id] = list(x.columns)
+            # The right-hand side alone: a study with no outcome observed yet still has names.
+            rhs = ModelDesc([], ModelDesc.from_formula(fixed_formula(model, spec)).rhs_termlist)
+            design[spec.id] = list(dmatrix(rhs, coded, return_type="dataframe").columns)
         except Exception as exc:  # patsy raises many types; all mean "cannot build the design"
             index = model.models.index(spec)
             problems.append(prereg.problem(("models", index, "formula"), str(exc)))
