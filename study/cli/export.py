@@ -7,9 +7,7 @@ which study, in which formats, how many rows, and the data's snapshot hash.
 
 from __future__ import annotations
 
-import platform
 from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
 
 import click
@@ -18,6 +16,7 @@ from sqlmodel import select
 from analysis.codebook import build_codebook
 from analysis.dataset import assemble
 from analysis.exports import FORMATS, ExportMeta, write_export
+from analysis.report import software_versions
 
 from .. import audit
 from ..db import unit_of_work
@@ -26,17 +25,6 @@ from ..protocol.registry import current_version, load_version
 from . import CliContext, pass_cli
 
 _PACKAGES = ("flourish", "pandas", "pyarrow", "pyreadstat")
-
-
-def software_versions() -> dict[str, str]:
-    """Versions of Python and the packages that shape the files, for the metadata."""
-    versions = {"python": platform.python_version()}
-    for name in _PACKAGES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = "unknown"
-    return versions
 
 
 @click.command("export")
@@ -75,7 +63,7 @@ def export_command(cli: CliContext, study: str, fmt: str, out: Path, exclude_wit
             title=row.title,
             description=" ".join(protocol.model.study.description.split()),
             created_at=now,
-            software=software_versions(),
+            software=software_versions(_PACKAGES),
         )
         result = write_export(data, codebook, out, formats, meta=meta)
         audit.record(
