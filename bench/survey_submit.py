@@ -100,6 +100,8 @@ CSRF = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
 THANKS = "Your answers have been sent."
 STATIC_PATH = "/static/flourish.css"
 HEALTH_PATH = "/healthz"
+# Importing the app in every worker takes a while on a loaded machine.
+STARTUP_SECONDS = 180
 QUICK = {"participants": 12, "concurrency": 3, "workers": 2, "threads": 2}
 
 
@@ -204,8 +206,12 @@ def gunicorn(environ: dict[str, str], workdir: Path, *, workers: int, threads: i
         )
         base_url = f"http://127.0.0.1:{port}"
         try:
-            _wait_until_up(server, base_url, log_path)
+            _wait_until_up(server, base_url)
             yield base_url
+        except BaseException:
+            # The server's side of whatever went wrong (a traceback, a killed worker).
+            sys.stderr.write(f"gunicorn log (last lines):\n{log_path.read_text()[-3000:]}\n")
+            raise
         finally:
             server.send_signal(signal.SIGTERM)  # the master stops its workers gracefully
             try:
@@ -215,16 +221,16 @@ def gunicorn(environ: dict[str, str], workdir: Path, *, workers: int, threads: i
                 server.wait()
 
 
-def _wait_until_up(server: subprocess.Popen, base_url: str, log_path: Path) -> None:
-    deadline = time.monotonic() + 60
+def _wait_until_up(server: subprocess.Popen, base_url: str) -> None:
+    deadline = time.monotonic() + STARTUP_SECONDS
     while time.monotonic() < deadline:
         if server.poll() is not None:
-            raise BenchFailure(f"gunicorn exited:\n{log_path.read_text()[-3000:]}")
+            raise BenchFailure(f"gunicorn exited with status {server.returncode}")
         with contextlib.suppress(httpx.HTTPError):
             if httpx.get(base_url + HEALTH_PATH, timeout=2).status_code == 200:
                 return
         time.sleep(0.2)
-    raise BenchFailure(f"gunicorn did not answer within 60 s:\n{log_path.read_text()[-3000:]}")
+    raise BenchFailure(f"gunicorn did not answer within {STARTUP_SECONDS} s")
 
 
 # --- the clients ----------------------------------------------------------------------------------
@@ -464,7 +470,11 @@ def main(argv: list[str] | None = None) -> int:
     if min(args.participants, args.concurrency, args.workers, args.threads) < 1:
         parser.error("--participants, --concurrency, --workers and --threads must be at least 1")
     logging.basicConfig(level=logging.WARNING)
-    figures, note = run(args)
+    try:
+        figures, note = run(args)
+    except BenchFailure as exc:
+        sys.stderr.write(f"survey_submit: {exc}\n")
+        return 1
     backend = "postgresql" if args.database_url else "sqlite"
     heading = (
         f"{backend}, gunicorn {args.workers} workers x {args.threads} threads, "
