@@ -10,10 +10,12 @@ email addresses redacted and the result encrypted with the PII vault.
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from consent.signing import current_consent
 from study.models import Allocation, Interaction, Participant
@@ -24,6 +26,8 @@ from .redaction import redact
 ROLES = ("user", "assistant", "system", "tool")
 SOURCES = ("proxy", "ingest")
 CONTENT_CONSENT_ITEM = "store_chat_content"
+# How far a client's clock may be off ours before a turn's time is implausible.
+CLOCK_SKEW = timedelta(minutes=5)
 # Statuses under which turns are taken: allocated to an arm and not withdrawn. Completed
 # participants may still send turns that happened before completion through the ingest API.
 _RECORDING = ("enrolled", "completed")
@@ -79,7 +83,8 @@ def record_interaction(
       InteractionConflict. Concurrent inserts of one event id are safe (the database's unique
       constraint decides, and the loser reads the winner's row).
     - `participant` must belong to `study_id` and be enrolled or completed; withdrawn
-      participants (and anyone not yet allocated) are refused with InteractionError.
+      participants (and anyone not yet allocated) are refused with InteractionError, and so
+      are turns more than CLOCK_SKEW before the participant's enrollment.
     - `arm_id` defaults to the participant's allocation; `occurred_at` must be timezone-aware;
       `role` is one of ROLES, `source` one of SOURCES (`proxy` for the chat page, `ingest` for
       the API); token counts and latency must not be negative.
@@ -119,6 +124,12 @@ def record_interaction(
             raise InteractionError(
                 f"participant {participant.code} is {participant.status}: no turns are recorded"
             )
+        enrolled_at = participant.enrolled_at
+        if enrolled_at is not None and occurred_at < enrolled_at - CLOCK_SKEW:
+            raise InteractionError(
+                f"occurred_at {occurred_at.isoformat()} is before participant "
+                f"{participant.code} enrolled"
+            )
         stored = None
         if redacted is not None and stores_content(session, participant):
             stored = vault.encrypt(redacted)
@@ -128,6 +139,75 @@ def record_interaction(
         existing = _find(session, study_id, event_id)  # another writer won the race
     _check_same(existing, values, redacted, vault)
     return existing, False
+
+
+@dataclass(frozen=True)
+class EventOutcome:
+    """What became of one event of an ingested batch."""
+
+    index: int
+    event_id: str
+    status: str  # accepted (stored now), duplicate (stored before, same data) or rejected
+    reason: str = ""
+
+    def to_dict(self) -> dict:
+        outcome = {"index": self.index, "event_id": self.event_id, "status": self.status}
+        return {**outcome, "reason": self.reason} if self.reason else outcome
+
+
+def ingest_events(
+    session: Session,
+    *,
+    vault: PiiVault,
+    study_id: int,
+    events: Sequence[Mapping],
+    now: datetime,
+) -> list[EventOutcome]:
+    """Record a batch of turns sent by an assistant running elsewhere, in one transaction.
+
+    Each event is a mapping with `record_interaction`'s keyword arguments, except that the
+    participant is given by `participant` (their pseudonymous code) and `source` is `ingest`.
+    Codes are looked up in `study_id` only, so a code from another study is as unknown as a
+    made-up one. Events that cannot be recorded (unknown participant, withdrawn, in the
+    future, conflicting with a stored event) are rejected with a reason; the others are stored
+    or found to be duplicates. The caller commits.
+    """
+    codes = {event["participant"] for event in events}
+    rows = session.exec(
+        select(Participant, Allocation.arm_id)
+        .join(Allocation, col(Allocation.participant_id) == Participant.id, isouter=True)
+        .where(Participant.study_id == study_id, col(Participant.code).in_(codes))
+    ).all()
+    participants = {participant.code: (participant, arm_id) for participant, arm_id in rows}
+    outcomes = []
+    for index, event in enumerate(events):
+        fields = {key: value for key, value in event.items() if key != "participant"}
+        found = participants.get(event["participant"])
+        reason = ""
+        if found is None:
+            reason = f"unknown participant {event['participant']!r}"
+        elif event["occurred_at"] > now + CLOCK_SKEW:
+            reason = "occurred_at is in the future"
+        if reason:
+            outcomes.append(EventOutcome(index, event["event_id"], "rejected", reason))
+            continue
+        participant, arm_id = found
+        try:
+            _, created = record_interaction(
+                session,
+                vault=vault,
+                study_id=study_id,
+                participant=participant,
+                source="ingest",
+                arm_id=arm_id,
+                **fields,
+            )
+        except InteractionError as exc:
+            outcomes.append(EventOutcome(index, event["event_id"], "rejected", str(exc)))
+            continue
+        status = "accepted" if created else "duplicate"
+        outcomes.append(EventOutcome(index, event["event_id"], status))
+    return outcomes
 
 
 def stores_content(session: Session, participant: Participant) -> bool:

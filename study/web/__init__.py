@@ -42,15 +42,27 @@ def create_app(
     CSRFProtect(app)
     app.teardown_appcontext(close_request_session)
 
-    from . import auth, health, participants, participate, studies, surveys, twilio_hooks
+    from . import (
+        api,
+        auth,
+        chat,
+        health,
+        participants,
+        participate,
+        studies,
+        surveys,
+        twilio_hooks,
+    )
 
     auth.init_app(app)
     app.register_blueprint(health.bp)
     app.register_blueprint(studies.bp)
     app.register_blueprint(participants.bp)
     app.register_blueprint(participate.bp)
+    app.register_blueprint(chat.bp)
     app.register_blueprint(surveys.bp)
     twilio_hooks.init_app(app)  # CSRF-exempt via extensions["csrf"]: Twilio signs these
+    api.init_app(app)  # /api/v1: CSRF-exempt, authenticated by bearer API keys instead
     from dashboards.app import init_app as init_dashboards  # /dashboard/: its own guard and CSP
 
     init_dashboards(app)
