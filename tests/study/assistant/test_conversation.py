@@ -17,7 +17,7 @@ from study.assistant.conversation import (
     build_request,
 )
 from study.protocol import load_protocol
-from tests.study.assistant.conftest import EXAMPLES
+from tests.study.assistant.enrolled import EXAMPLES
 
 PROTOCOL = load_protocol(EXAMPLES / "protocols/assistant-flourishing-rct.yaml")
 HISTORY = [Exchange("I want to walk more", "What would make it easier?")]

@@ -10,7 +10,7 @@ from sqlmodel import select
 from study.assistant.goals import goals
 from study.assistant.memory import TextRefused, notes
 from study.models import AuditEvent, MemoryNote, ParticipantGoal
-from tests.study.assistant.conftest import enroll
+from tests.study.assistant.enrolled import enroll
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from study.assistant import turns
 from study.assistant.client import ChatClient, ProviderTimeout, RateLimited
 from study.models import ChatSession, ChatTurn, Interaction
 from tests.fakes.openai_server import TEST_API_KEY
-from tests.study.assistant.conftest import enroll
+from tests.study.assistant.enrolled import enroll
 
 
 @pytest.fixture
