@@ -44,6 +44,7 @@ from study.schedule.planning import plan_occasions
 
 from . import simulate_items
 from .dataset import USAGE_COLUMNS
+from .exports import canonical_csv
 from .simulate_effects import Effects, Outcome
 
 DAYS_PER_MONTH = 365.25 / 12
@@ -379,11 +380,6 @@ def _truth(protocol, effects: Effects, participants, seed, data, schedule) -> di
             "allocated": firsts["arm"].value_counts().reindex(arms, fill_value=0).to_dict()
         },
     }
-
-
-def canonical_csv(data: pd.DataFrame) -> bytes:
-    """The dataset as CSV bytes written one way only (what snapshot hashes are taken of)."""
-    return data.to_csv(index=False, lineterminator="\n", float_format="%.10g").encode()
 
 
 def write_study(study: SimulatedStudy, out_dir: str | Path) -> list[Path]:
