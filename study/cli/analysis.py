@@ -1,7 +1,8 @@
 """`flourish analysis fit`: fit a linear mixed model to a CSV file and print the estimates.
 
     flourish analysis fit --data sleepstudy.csv --formula "Reaction ~ Days" \\
-        --groups Subject --re-formula "~Days" [--ml] [--engine fast|statsmodels] [--json]
+        --groups Subject --re-formula "~Days" [--ml] [--engine fast|statsmodels] \\
+        [--satterthwaite] [--json]
 
 Prints the fixed effects (estimate, SE, 95% Wald CI, z, p), the random effects' variances,
 SDs and correlations, the residual variance, the log-likelihood (REML criterion or ML) and
@@ -35,8 +36,13 @@ def analysis_group() -> None:
 )
 @click.option("--ml", is_flag=True, help="Maximum likelihood instead of REML.")
 @click.option("--engine", type=click.Choice(ENGINES), default="fast", show_default=True)
+@click.option(
+    "--satterthwaite",
+    is_flag=True,
+    help="Satterthwaite df with t-based p-values (REML, fast engine); default Wald z.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def fit(data_path, formula, groups, re_formula, ml, engine, as_json) -> None:
+def fit(data_path, formula, groups, re_formula, ml, engine, satterthwaite, as_json) -> None:
     """Fit a linear mixed model (one grouping factor) and print its estimates."""
     path = Path(data_path)
     if not path.is_file():
@@ -46,7 +52,15 @@ def fit(data_path, formula, groups, re_formula, ml, engine, as_json) -> None:
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise click.ClickException(f"{data_path}: cannot read as CSV: {exc}") from None
     try:
-        result = fit_lmm(data, formula, groups, re_formula, reml=not ml, engine=engine)
+        result = fit_lmm(
+            data,
+            formula,
+            groups,
+            re_formula,
+            reml=not ml,
+            engine=engine,
+            df_method="satterthwaite" if satterthwaite else "wald",
+        )
     except ValueError as exc:
         raise click.ClickException(f"{data_path}: {exc}") from None
     if as_json:

@@ -86,3 +86,18 @@ def test_missing_file(flourish, tmp_path):
 
     assert result.exit_code == 1
     assert f"{missing}: no such file" in result.output
+
+
+def test_satterthwaite_df_are_lmertests(flourish, sleepstudy):
+    result = flourish("analysis", "fit", "--data", sleepstudy, *ARGS, "--satterthwaite", "--json")
+
+    assert result.exit_code == 0, result.output
+    days = json.loads(result.output)["fixed_effects"]["Days"]
+    assert days["df"] == pytest.approx(17, rel=1e-2)  # lmerTest, REML
+
+
+def test_satterthwaite_needs_reml(flourish, sleepstudy):
+    result = flourish("analysis", "fit", "--data", sleepstudy, *ARGS, "--satterthwaite", "--ml")
+
+    assert result.exit_code == 1
+    assert "Satterthwaite df are available for REML fits" in result.output
