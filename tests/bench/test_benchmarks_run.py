@@ -161,17 +161,3 @@ def test_the_mixedlm_benchmark_fits_both_engines_and_they_agree():
     assert float(small[5]) < 1e-3  # the engines' estimates agree
     assert large[3:] == ["-", "-", "-"]  # statsmodels skipped above --statsmodels-up-to
     assert 60 * 13 > int(small[1].replace(",", "")) > 60 * 5  # dropout removed some waves
-
-
-def test_the_mixedlm_benchmark_fits_both_engines_and_they_agree():
-    output = run_benchmark("mixedlm.py", "--sizes", "60", "120", "--statsmodels-up-to", "60")
-
-    assert output.splitlines()[0].startswith("mixedlm: score ~ arm * week + (1 + week | pid)")
-    table = rows(output)
-    assert set(table) == {"60", "120"}
-    small, large = table["60"], table["120"]
-    assert len(small) == 6 and float(small[2]) > 0 and float(small[3]) > 0
-    assert float(small[4]) > 0  # statsmodels' seconds over the fast engine's, whatever its size
-    assert float(small[5]) < 1e-3  # the engines' estimates agree
-    assert large[3:] == ["-", "-", "-"]  # statsmodels skipped above --statsmodels-up-to
-    assert 60 * 13 > int(small[1].replace(",", "")) > 60 * 5  # dropout removed some waves
