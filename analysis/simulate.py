@@ -16,7 +16,8 @@ day the participant enrolled (uniform over 08:00-22:00).
 
 The model per outcome (docs/simulation.md): for participant i in arm a at `week` t,
 y = intercept + slope*t + arm_intercept[a] + arm_slope[a]*t + u0_i + u1_i*t + e, with (u0, u1)
-bivariate normal and e normal, then rounded to the score's step and clipped to its bounds.
+bivariate normal and e normal, then rounded to the score's step and clipped to its bounds
+(or, with `items: true`, e spread over item answers scored by the key: analysis.simulate_items).
 Dropout time is exponential with the arm's monthly hazard; occasions after it are missed (lost
 to follow-up) or cancelled (withdrawn). Intermittent missingness skips single post-baseline
 occasions. Everything comes from one `numpy.random.Generator(seed)`: the same protocol,
