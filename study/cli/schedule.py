@@ -22,6 +22,8 @@ from ..protocol.registry import current_version, load_version
 from ..schedule import (
     DEFAULT_HORIZON,
     ScheduleError,
+    TimeZoneError,
+    change_time_zone,
     extend_horizon,
     plan_occasions,
     replan,
@@ -151,23 +153,33 @@ def replan_command(cli: CliContext, code: str, timezone: str | None) -> None:
         version = current_version(session, participant.study_id)
         if version is None:
             raise click.ClickException("the participant's study has no protocol version")
-        reason = "protocol"
-        if timezone is not None and timezone != participant.timezone:
-            participant.timezone = timezone
-            session.add(participant)
-            reason = "timezone"
         try:
-            result = replan(
-                session,
-                participant,
-                load_version(version),
-                version.id,
-                now=now,
-                seed=schedule_seed(cli.settings.secret_key, study.slug),
-                actor=cli.actor,
-                reason=reason,
-            )
-        except ScheduleError as exc:
+            if timezone is not None and timezone != participant.timezone:
+                # The same path as the portal and coordinator pages: validated and audited.
+                change = change_time_zone(
+                    session,
+                    participant,
+                    timezone,
+                    now=now,
+                    actor=cli.actor,
+                    secret_key=cli.settings.secret_key,
+                )
+                result = change.replanned
+                if result is None:
+                    click.echo(f"{code}: time zone set to {timezone} (not enrolled yet)")
+                    return
+            else:
+                result = replan(
+                    session,
+                    participant,
+                    load_version(version),
+                    version.id,
+                    now=now,
+                    seed=schedule_seed(cli.settings.secret_key, study.slug),
+                    actor=cli.actor,
+                    reason="protocol",
+                )
+        except (ScheduleError, TimeZoneError) as exc:
             raise click.ClickException(str(exc)) from exc
     click.echo(
         f"{code}: {result.cancelled_occasions} future occasion(s) cancelled, "

@@ -3,6 +3,7 @@
     plan_occasions(protocol, enrolled_at=..., timezone="Europe/London", seed="...")  # pure
     materialise(session, participant, protocol, version_id, now=..., seed=...)  # at enrollment
     replan(session, participant, protocol, version_id, now=..., seed=...)  # zone or amendment
+    change_time_zone(session, participant, "Asia/Kolkata", now=..., actor=..., secret_key=...)
     extend_horizon(session, now)  # the rolling horizon, run by the ticker
 
 See docs/scheduling.md.
@@ -21,6 +22,9 @@ from .materialise import (
     EMA_CONSENT_ITEM,
     ReplanResult,
     ScheduleError,
+    TimeZoneChange,
+    TimeZoneError,
+    change_time_zone,
     ema_opted_in,
     lock_participant,
     materialise,
@@ -42,6 +46,9 @@ __all__ = [
     "ProtocolCache",
     "ReplanResult",
     "ScheduleError",
+    "TimeZoneChange",
+    "TimeZoneError",
+    "change_time_zone",
     "ema_minutes",
     "ema_opted_in",
     "extend_horizon",

@@ -161,6 +161,10 @@ def test_replan_moves_the_future_to_a_new_zone_and_is_audited_as_the_os_user(
         assert waves and {w.due_at.strftime("%H:%M") for w in waves} == {"13:30"}
         event = session.exec(select(AuditEvent).where(AuditEvent.action == "schedule.replan")).one()
         assert event.actor.startswith("cli:") and event.details["reason"] == "timezone"
+        moved = session.exec(
+            select(AuditEvent).where(AuditEvent.action == "participant.timezone")
+        ).one()
+        assert moved.details["participant"] == "P-CLISCHED" and moved.actor.startswith("cli:")
 
 
 def test_replan_refuses_unknown_codes_and_zones(flourish, enrolled):
