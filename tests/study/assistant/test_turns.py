@@ -241,3 +241,31 @@ def test_no_chat_for_the_control_arm_or_a_withdrawn_participant(session, trial, 
     gone = enroll(session, trial, "instruct", code="P-GONE01", now=clock.now())
     gone.status = "withdrawn"
     assert turns.chat_for(session, gone, trial) is None
+
+
+def test_erasing_a_participants_chat_texts_leaves_nothing_readable_and_spares_others(
+    session, vault, trial, clock, client
+):
+    from study.assistant.goals import goals
+    from study.assistant.memory import notes
+    from study.models import MemoryNote, ParticipantGoal
+
+    alice = chat_of(session, trial, clock, arm="reflective", code="P-ALICE1")
+    bob = chat_of(session, trial, clock, arm="reflective", code="P-BOB001")
+    for chat in (alice, bob):
+        say(session, vault, chat, client, clock, "Some words")
+        notes.add(session, vault, chat.participant, "A note", now=clock.now())
+        goals.add(session, vault, chat.participant, "A goal", now=clock.now())
+    pending = turns.submit(session, vault, alice, "Unanswered", now=clock.now())
+    session.commit()
+
+    counts = turns.erase_chat_texts(session, alice.participant)
+    session.commit()
+    assert counts == {"chat_turns": 2, "memory_notes": 1, "goals": 1}
+    mine = ChatTurn.participant_id == alice.participant.id
+    alice_turns = session.exec(select(ChatTurn).where(mine))
+    assert {(t.message_encrypted, t.reply_encrypted) for t in alice_turns} == {(None, None)}
+    assert session.get(ChatTurn, pending.id).message_encrypted is None
+    assert [n.participant_id for n in session.exec(select(MemoryNote))] == [bob.participant.id]
+    assert [g.participant_id for g in session.exec(select(ParticipantGoal))] == [bob.participant.id]
+    assert [t.message for t in turns.transcript(session, vault, bob, clock.now())] == ["Some words"]
