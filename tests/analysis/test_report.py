@@ -282,3 +282,27 @@ def test_flourish_report_from_the_database_is_audited(
     assert event.details["data_sha256"] == snapshot_hash(data)
     assert event.entity_id == str(small_study.study_id)
     assert (out / "bundle" / "data.csv").read_bytes().count(b"\n") == len(data) + 1
+
+
+def test_the_html_report_renders_in_chromium_with_the_network_cut_off(unlocked_report, chromium):
+    """Every request other than the file itself is refused; the figures still draw."""
+    context = chromium.new_context(viewport={"width": 1200, "height": 900})
+    requested: list[str] = []
+
+    def refuse_the_network(route):
+        requested.append(route.request.url)
+        if route.request.url.startswith("file://"):
+            route.continue_()
+        else:
+            route.abort()
+
+    context.route("**/*", refuse_the_network)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(unlocked_report[0].html.as_uri())
+    page.wait_for_function("document.querySelectorAll('.js-plotly-plot .main-svg').length >= 4")
+    assert page.locator(".js-plotly-plot").count() == 4
+    assert errors == []
+    assert [url for url in requested if not url.startswith("file://")] == []
+    context.close()
