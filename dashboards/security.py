@@ -105,7 +105,13 @@ def install(app: Flask, prefix: str) -> None:
                 httponly=False,  # the renderer reads it to send the header
                 samesite="Strict",
             )
-        response.headers.setdefault("Cache-Control", "no-store")
+        # Study data is not kept in caches; the libraries' fingerprinted bundles
+        # (`_dash-component-suites`, public code) keep Dash's long cache lifetime.
+        rest = request.path[len(prefix) :]
+        if _is_page(rest) or (
+            rest.startswith("_dash-") and not rest.startswith("_dash-component-suites/")
+        ):
+            response.headers["Cache-Control"] = "no-store"
         return response
 
 

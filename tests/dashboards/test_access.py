@@ -243,3 +243,18 @@ def test_roles_without_export_data_cannot_download(app, signed_in, dash_post, sm
     response = download_call(dash_post, small_study, signed_in("coordinator"))
     assert response.status_code == 403
     assert events(app, "dashboard.exported") == []
+
+
+def test_study_data_is_not_cached_but_library_bundles_are(client, signed_in):
+    signed_in("analyst")
+    for path in ("/dashboard/", "/dashboard/_dash-layout", "/dashboard/_dash-dependencies"):
+        assert client.get(path).headers["Cache-Control"] == "no-store", path
+    page = client.get("/dashboard/").get_data(as_text=True)
+    bundle = re.search(
+        r'src="(/dashboard/_dash-component-suites/[^"]+plotly[^"]*|'
+        r'/dashboard/_dash-component-suites/dash/dcc/[^"]+)"',
+        page,
+    ).group(1)
+    cached = client.get(bundle)
+    assert cached.status_code == 200
+    assert "max-age" in cached.headers.get("Cache-Control", "")
