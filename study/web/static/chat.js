@@ -88,6 +88,18 @@
       status.textContent = message || "";
     }
 
+    function offerToRemember(item, turn) {
+      var base = log.getAttribute("data-remember-url");
+      if (!base) { return; } // only arms with longitudinal memory keep notes
+      var actions = document.createElement("p");
+      actions.className = "chat-actions";
+      var link = document.createElement("a");
+      link.href = base + "?from=" + encodeURIComponent(turn);
+      link.textContent = "Remember this";
+      actions.appendChild(link);
+      item.appendChild(actions);
+    }
+
     function streamReply(url, item) {
       var text = item.querySelector(".chat-text");
       if (!text) {
@@ -107,7 +119,7 @@
         if (!response.ok || !response.body) { throw new Error("HTTP " + response.status); }
         return readEvents(response, function (name, data) {
           if (name === "piece") { text.textContent += data.text; }
-          else if (name === "done") { outcome = "done"; }
+          else if (name === "done") { outcome = "done"; offerToRemember(item, data.turn); }
           else if (name === "error") { outcome = data; }
         });
       }).catch(function () {

@@ -4,6 +4,7 @@ provider error that keeps the message and is retried with one tap."""
 from __future__ import annotations
 
 import pytest
+from playwright.sync_api import expect
 from sqlmodel import Session
 
 from study.protocol.registry import register_protocol
@@ -50,7 +51,7 @@ def test_a_streamed_exchange_and_a_retry_on_a_phone(page, portal_url, endpoint):
     page.wait_for_function(
         "el => el.textContent === 'Keep a regular bedtime.'", arg=answer.element_handle()
     )
-    assert page.get_by_role("status").text_content() == "The assistant has answered."
+    expect(page.get_by_role("status")).to_have_text("The assistant has answered.")
     assert page.get_by_label("Your message").input_value() == ""
     assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
 
