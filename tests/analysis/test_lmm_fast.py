@@ -95,6 +95,18 @@ def test_engines_agree_on_a_complete_trial(reml):
     assert not fast.singular and fast.warnings == []
 
 
+def test_engines_agree_where_a_gradient_method_meets_a_saddle():
+    # On this trial L-BFGS-B from lme4's start (Lambda = I) reaches the slope's diagonal entry
+    # of Lambda at 0, where the deviance's gradient in it vanishes by symmetry although the
+    # deviance falls on either side; statsmodels' first L-BFGS run stops short too. Both
+    # engines must still end at the same, non-singular, maximum.
+    fast, reference = fit_both(simulate(seed=11))
+
+    assert_engines_agree(fast, reference)
+    assert not fast.singular
+    assert fast.random_cov.loc["week", "week"] == pytest.approx(0.36, rel=0.3)
+
+
 def test_fixed_effects_recover_the_generating_values():
     fast, _ = fit_both(simulate(seed=12))
 
