@@ -55,6 +55,7 @@ class ReportContent:
     results: ReportResults
     outcome: str
     trajectory: pd.DataFrame
+    fitted: pd.DataFrame  # the primary model's mean trajectory per arm
     consort: pd.DataFrame
     compliance: pd.DataFrame
     reliability: pd.DataFrame
@@ -110,6 +111,7 @@ def build_content(
         results=results,
         outcome=outcome,
         trajectory=figures.trajectory_table(figures_rows(data, primary_model.spec), outcome),
+        fitted=figures.fitted_trajectory_table(primary_model, prereg.model.arms.variable),
         consort=figures.consort_table(data, pd.Series(analysed)),
         compliance=figures.compliance_table(data),
         reliability=figures.reliability_table(data, instruments_of(protocol)),
@@ -131,7 +133,9 @@ def figures_rows(data: pd.DataFrame, spec) -> pd.DataFrame:
 def render_html(content: ReportContent) -> str:
     """The report as one HTML document with plotly.js and every figure inlined."""
     plots = {
-        "trajectory": figures.trajectory_figure(content.trajectory, content.outcome),
+        "trajectory": figures.trajectory_figure(
+            content.trajectory, content.outcome, content.fitted
+        ),
         "consort": figures.consort_figure(content.consort),
         "compliance": figures.compliance_figure(content.compliance),
     }

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import patsy
 import plotly.graph_objects as go
 from scipy import stats
 
 from instruments.psychometrics import reliability_by_wave
+
+from .preregistration import formula_variables
 
 CONSORT_STAGES = (
     ("allocated", "Allocated"),
@@ -49,8 +52,52 @@ def trajectory_table(data: pd.DataFrame, outcome: str, confidence: float = 0.95)
     return table.sort_values(["arm", "week"]).reset_index(drop=True)
 
 
-def trajectory_figure(table: pd.DataFrame, outcome: str) -> go.Figure:
+def fitted_trajectory_table(model, arm_variable: str = "arm", points: int = 25) -> pd.DataFrame:
+    """The primary model's mean trajectory per arm: the fixed-effects prediction at each week,
+    averaged over the rows the model used (so covariates such as strata keep their observed
+    mix). Empty when the model could not be fitted."""
+    if model.fit is None or model.rows.empty:
+        return pd.DataFrame(columns=["arm", "week", "fitted"])
+    beta = model.fit.fixed["estimate"]
+    rows = model.rows
+    _, used = formula_variables(model.formula)
+    others = sorted(used - {arm_variable, "week"})
+    # Each distinct mix of the other variables once, weighted by how often it occurs.
+    mix = (
+        rows.groupby(others, observed=True).size().rename("weight").reset_index()
+        if others
+        else (pd.DataFrame({"weight": [len(rows)]}))
+    )
+    levels = list(rows[arm_variable].cat.categories)
+    grid = mix.merge(pd.DataFrame({arm_variable: levels}), how="cross").merge(
+        pd.DataFrame({"week": np.linspace(0, rows["week"].max(), points)}), how="cross"
+    )
+    grid[arm_variable] = pd.Categorical(grid[arm_variable], categories=levels)
+    design = patsy.dmatrix(model.formula.split("~", 1)[1], grid, return_type="dataframe")
+    grid["fitted"] = design[beta.index].to_numpy() @ beta.to_numpy()
+    grid["weighted"] = grid["fitted"] * grid["weight"]
+    sums = grid.groupby([arm_variable, "week"], observed=True)[["weighted", "weight"]].sum()
+    table = (sums["weighted"] / sums["weight"]).rename("fitted").reset_index()
+    return table.rename(columns={arm_variable: "arm"})
+
+
+def trajectory_figure(
+    table: pd.DataFrame, outcome: str, fitted: pd.DataFrame | None = None
+) -> go.Figure:
+    """Observed means with CIs per arm, and the model's fitted trajectories (dashed)."""
     figure = go.Figure()
+    for arm, rows in (fitted if fitted is not None else pd.DataFrame(columns=["arm"])).groupby(
+        "arm", sort=False
+    ):
+        figure.add_trace(
+            go.Scatter(
+                x=rows["week"],
+                y=rows["fitted"],
+                mode="lines",
+                line={"dash": "dash"},
+                name=f"{arm} (model)",
+            )
+        )
     for arm, rows in table.groupby("arm", sort=False):
         figure.add_trace(
             go.Scatter(
@@ -69,7 +116,7 @@ def trajectory_figure(table: pd.DataFrame, outcome: str) -> go.Figure:
             )
         )
     figure.update_layout(
-        title=f"{outcome} by arm: observed means with 95% CIs",
+        title=f"{outcome} by arm: observed means with 95% CIs; dashed, the primary model",
         xaxis_title="weeks since enrollment",
         yaxis_title=outcome,
     )

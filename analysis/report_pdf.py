@@ -123,7 +123,7 @@ def render_pdf(content: ReportContent) -> bytes:
         pdf.para(f"- {warning}")
 
     pdf.add_page()
-    pdf.heading("Trajectories by arm (observed means, 95% CIs)")
+    pdf.heading("Trajectories by arm (observed means, 95% CIs; dashed: the primary model)")
     pdf.figure(_trajectory(content))
     pdf.heading("Compliance by wave and arm")
     pdf.figure(_compliance(content))
@@ -169,6 +169,8 @@ def render_pdf(content: ReportContent) -> bytes:
 
 def _trajectory(content: ReportContent):
     fig, ax = plt.subplots(figsize=(8, 4))
+    for arm, rows in content.fitted.groupby("arm", sort=False):
+        ax.plot(rows["week"], rows["fitted"], linestyle="--", linewidth=1, label=f"{arm} (model)")
     for arm, rows in content.trajectory.groupby("arm", sort=False):
         ax.errorbar(
             rows["week"],

@@ -306,3 +306,29 @@ def test_the_html_report_renders_in_chromium_with_the_network_cut_off(unlocked_r
     assert errors == []
     assert [url for url in requested if not url.startswith("file://")] == []
     context.close()
+
+
+def test_the_fitted_trajectories_have_the_models_slopes(study, tmp_path):
+    """The dashed lines are the fixed-effects predictions averaged over the analysed rows: in
+    a model linear in week, each arm's line rises by its slope and the lines' difference is
+    the arm x week coefficient."""
+    from analysis.preregistration import load_preregistration
+    from analysis.report_figures import fitted_trajectory_table
+    from analysis.report_results import results_for_report
+
+    _, data = study
+    prereg = tmp_path / "prereg.yaml"
+    shutil.copyfile(PREREG, prereg)
+    results = results_for_report(load_preregistration(prereg), prereg, data)
+    model = results.models["primary"]
+    table = fitted_trajectory_table(model).set_index(["arm", "week"])["fitted"]
+    weeks = sorted(table.index.get_level_values("week").unique())
+    slope = {
+        arm: (table[arm, weeks[-1]] - table[arm, weeks[0]]) / (weeks[-1] - weeks[0])
+        for arm in ("control", "instruct", "reflective")
+    }
+    beta = model.fit.fixed["estimate"]
+    assert slope["control"] == pytest.approx(beta["week"], abs=1e-9)
+    assert slope["reflective"] - slope["control"] == pytest.approx(
+        beta["arm[T.reflective]:week"], abs=1e-9
+    )
