@@ -14,7 +14,7 @@ import pandas as pd
 from dash import Dash, Input, Output, State, dcc, html
 from flask_login import current_user
 
-from study import audit
+from study import audit, blinding
 from study.web.auth import current_actor
 from study.web.context import db, services
 
@@ -33,15 +33,18 @@ class View:
 
     Arms are shown by key to those who run the intervention or may unblind (as on the
     participant pages); everyone else sees stable blinded letters ("Arm A"), in tables, charts,
-    filter values and CSV files alike.
+    filter values and CSV files alike. Outcomes compared between arms (`outcomes=True`) are
+    blinded for every role. Once the study is unblinded (`study.blinding`, per study, audited)
+    everyone sees arms by key.
     """
 
     study_id: int
     labels: dict[str, str]
 
     @classmethod
-    def of(cls, study_id: int) -> View:
-        blind = not any(can(permission) for permission in SEES_ARMS)
+    def of(cls, study_id: int, *, outcomes: bool = False) -> View:
+        sees_arms = not outcomes and any(can(permission) for permission in SEES_ARMS)
+        blind = not (sees_arms or blinding.is_unblinded(db(), study_id))
         keys = arm_keys(db(), study_id)
         secret = services().settings.secret_key
         return cls(study_id, arm_labels(keys, study_id=study_id, secret=secret, blind=blind))

@@ -16,7 +16,7 @@ from __future__ import annotations
 from types import ModuleType
 from typing import Protocol
 
-from . import compliance, overview, queue, timeline
+from . import compliance, outcomes, overview, quality, queue, timeline, usage
 
 
 class Page(Protocol):
@@ -29,7 +29,15 @@ class Page(Protocol):
     def register(self, app) -> None: ...
 
 
-PAGES: tuple[ModuleType, ...] = (overview, compliance, timeline, queue)
+PAGES: tuple[ModuleType, ...] = (
+    overview,
+    compliance,
+    timeline,
+    queue,
+    outcomes,
+    usage,
+    quality,
+)
 
 
 def page_at(path: str) -> Page | None:
