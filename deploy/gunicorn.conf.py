@@ -10,8 +10,10 @@ workers = int(os.environ.get("FLOURISH_WEB_WORKERS", multiprocessing.cpu_count()
 threads = int(os.environ.get("FLOURISH_WEB_THREADS", "4"))
 timeout = 60
 graceful_timeout = 30
-# Behind a TLS-terminating proxy on the same host; Twilio signatures are checked against
-# FLOURISH_PUBLIC_URL, so forwarded headers are needed only for logging.
+# Behind a TLS-terminating proxy: its X-Forwarded-Proto (so the app sees https) is believed only
+# from these addresses (comma-separated; "*" inside a container network). Twilio
+# signatures are checked against FLOURISH_PUBLIC_URL, so they never depend on these headers
+# (docs/deploy.md, "TLS proxy and Twilio's webhooks").
 forwarded_allow_ips = os.environ.get("FLOURISH_FORWARDED_ALLOW_IPS", "127.0.0.1")
 accesslog = "-"
 errorlog = "-"
