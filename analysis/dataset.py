@@ -13,7 +13,7 @@ Participants appear by code only: contact details are never read. Scores come fr
 instrument scoring engine (`instruments.scoring.score_frame`) with the definitions of the
 protocol version the occasion was planned under; only submitted (complete) responses are
 scored, so a score is NaN when the instrument was not administered or not completed.
-The whole study is read in five queries and scored a table per instrument and version.
+The whole study is read in six queries and scored a table per instrument and version.
 """
 
 from __future__ import annotations
@@ -139,6 +139,7 @@ def _strata_factors(protocols: Iterable[Protocol]) -> list[str]:
 
 
 def _occasions(session: Session, study_id: int, as_of: datetime | None) -> pd.DataFrame:
+    """Every non-EMA occasion with its participant's code, enrollment, status, strata and arm."""
     query = (
         select(
             Occasion.id.label("occasion_id"),
@@ -147,9 +148,21 @@ def _occasions(session: Session, study_id: int, as_of: datetime | None) -> pd.Da
             Occasion.schedule_key.label("occasion"),
             Occasion.wave,
             Occasion.kind,
-            Occasion.instruments,
             Occasion.due_at,
             Occasion.status,
+        )
+        .join(Participant, Participant.id == Occasion.participant_id)
+        .where(Participant.study_id == study_id, Occasion.kind != "ema")
+    )
+    if as_of is not None:
+        query = query.where(Occasion.due_at <= as_of)
+    occasions = pd.DataFrame(
+        _tuples(session.execute(query)), columns=list(query.selected_columns.keys())
+    )
+    # Participant-level fields (JSON strata among them) are read once per participant.
+    people = (
+        select(
+            Participant.id.label("participant_id"),
             Participant.code.label("participant"),
             Participant.enrolled_at,
             Participant.status.label("participant_status"),
@@ -157,20 +170,24 @@ def _occasions(session: Session, study_id: int, as_of: datetime | None) -> pd.Da
             Allocation.stratum.label("allocation_stratum"),
             Arm.key.label("arm"),
         )
-        .join(Participant, Participant.id == Occasion.participant_id)
         .join(Allocation, Allocation.participant_id == Participant.id, isouter=True)
         .join(Arm, Arm.id == Allocation.arm_id, isouter=True)
-        .where(Participant.study_id == study_id, Occasion.kind != "ema")
+        .where(Participant.study_id == study_id)
     )
-    if as_of is not None:
-        query = query.where(Occasion.due_at <= as_of)
-    rows = session.execute(query).mappings().all()
-    frame = pd.DataFrame(rows, columns=list(query.selected_columns.keys()))
+    participants = pd.DataFrame(
+        _tuples(session.execute(people)), columns=list(people.selected_columns.keys())
+    )
+    frame = occasions.merge(participants, on="participant_id", how="left")
     for column in ("due_at", "enrolled_at"):
         frame[column] = pd.to_datetime(frame[column], utc=True)
     frame["withdrawn"] = frame["participant_status"] == "withdrawn"
     frame["wave"] = frame["wave"].astype("int64")
     return frame
+
+
+def _tuples(result) -> list[tuple]:
+    # Plain tuples: pandas probes each SQLAlchemy Row for attributes it does not have.
+    return [tuple(row) for row in result]
 
 
 def _strata(frame: pd.DataFrame, factors: list[str]) -> pd.DataFrame:
@@ -206,7 +223,13 @@ def _responses(session: Session, study_id: int) -> pd.DataFrame:
         .join(ItemResponse, ItemResponse.response_id == Response.id, isouter=True)
         .where(Participant.study_id == study_id, Occasion.kind != "ema")
     )
-    rows = session.execute(query).mappings().all()
+    # Item answers are the study's many rows, and none of these columns needs SQLAlchemy's
+    # type processing: they are read from the driver's cursor as they come.
+    result = session.connection().execute(query)
+    try:
+        rows = result.cursor.fetchall()
+    finally:
+        result.close()
     return pd.DataFrame(rows, columns=list(query.selected_columns.keys()))
 
 
