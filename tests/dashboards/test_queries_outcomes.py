@@ -56,9 +56,7 @@ def test_who5_percentage_by_arm_and_wave(session, small):
 
 
 def test_raw_score_interval(session, small):
-    first = rows(trajectories(outcome_data(session, small.study_id), "who5_raw"))[
-        ("reflective", 1)
-    ]
+    first = rows(trajectories(outcome_data(session, small.study_id), "who5_raw"))[("reflective", 1)]
     assert first["mean"] == 12.5  # raw 10 and 15
     assert first["ci_low"] == pytest.approx(12.5 - T_975_1 * 2.5, abs=1e-3)
 
