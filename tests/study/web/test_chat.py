@@ -255,3 +255,38 @@ def test_the_participant_keeps_edits_and_deletes_notes_and_goals(
     assert too_long.status_code == 400 and "300 characters" in too_long.get_data(as_text=True)
     client.post(f"/p/chat/memory/{note.id}", data={"action": "delete", "csrf_token": csrf})
     assert db.exec(select(MemoryNote)).all() == []
+
+
+def test_markup_in_messages_and_replies_is_shown_as_text(client, db, trial, clock, endpoint):
+    signed_in(client, db, trial, clock)
+    csrf = token(client)
+    sent = send(client, "<script>alert('you')</script>", csrf=csrf)
+    endpoint.reply("<img src=x onerror=alert(1)>")
+    stream(client, sent.json["reply_url"], csrf)
+    page = client.get("/p/chat/").get_data(as_text=True)
+    assert "<script>alert" not in page and "&lt;script&gt;alert" in page
+    assert "<img src=x" not in page and "&lt;img src=x onerror=alert(1)&gt;" in page
+
+
+def test_the_chat_page_has_no_inline_script_and_keeps_the_strict_csp(client, db, trial, clock):
+    signed_in(client, db, trial, clock)
+    response = client.get("/p/chat/")
+    html = response.get_data(as_text=True)
+    assert response.headers["Content-Security-Policy"].startswith("default-src 'self'")
+    assert response.headers["Cache-Control"] == "no-store"
+    scripts = [tag for tag in html.split("<script")[1:]]
+    assert scripts and all(tag.lstrip().startswith("src=") for tag in scripts)
+    assert "onclick=" not in html and "onsubmit=" not in html
+
+
+def test_without_javascript_a_failed_message_is_retried_with_the_form(
+    client, db, trial, clock, endpoint
+):
+    signed_in(client, db, trial, clock)
+    endpoint.fail(500)
+    client.post("/p/chat/messages", data={"message": "Second try", "csrf_token": token(client)})
+    page = client.get("/p/chat/").get_data(as_text=True)
+    assert "not available right now" in page
+    (turn,) = db.exec(select(ChatTurn)).all()
+    client.post(f"/p/chat/turns/{turn.id}/reply", data={"csrf_token": csrf_token_from(page)})
+    assert "You said: Second try" in client.get("/p/chat/").get_data(as_text=True)
