@@ -22,25 +22,29 @@ Definitions (the same in docs/assistant-ingest.md):
   not a gap. `days_observed` says how much of the week lies within follow-up (7 except for the
   current or the withdrawal week).
 
-Everything is computed with two queries (participants, interactions) and vectorised pandas.
+Everything is computed with two queries (participants, interactions) and vectorised numpy and
+pandas; instants are handled as integer microseconds since 1970 (UTC) until the end.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import select
+from sqlalchemy import BigInteger, Integer, cast, extract, func, select
 from sqlmodel import Session, col
 
 from study.models import Allocation, Arm, Interaction, Participant
 
-SESSION_GAP = pd.Timedelta(minutes=30)
-GAP_CAP = pd.Timedelta(minutes=5)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MINUTE = 60_000_000  # microseconds
+SESSION_GAP = 30 * MINUTE
+GAP_CAP = 5 * MINUTE
+WEEK = 7 * 24 * 60 * MINUTE
+DAY = 24 * 60 * MINUTE
 NIGHT_END_HOUR = 6  # night is 00:00 to 05:59 local time
-WEEK = pd.Timedelta(days=7)
 WEEK_COLUMNS = [
     "participant",
     "arm",
@@ -52,19 +56,20 @@ WEEK_COLUMNS = [
     "mean_session_minutes",
     "days_observed",
 ]
+MEASURES = ["sessions", "turns", "active_minutes", "night_share", "mean_session_minutes"]
 _DTYPES = {"participant": "object", "arm": "object", "week": "int64", "sessions": "int64"}
 _DTYPES |= {"turns": "int64", "active_minutes": "float64", "night_share": "float64"}
 _DTYPES |= {"mean_session_minutes": "float64", "days_observed": "float64"}
-MEASURES = ["sessions", "turns", "active_minutes", "night_share", "mean_session_minutes"]
 
 
 @dataclass(frozen=True)
 class UsageEvents:
-    """The log reduced to what the measures need.
+    """The log reduced to what the measures need; instants in microseconds since 1970 (UTC).
 
-    `participants`: participant_id (index), participant (code), arm, enrolled_at, end_at.
-    `turns`: the participants' own turns: participant_id, at (UTC), night (bool).
-    `sessions`: participant_id, start (UTC), active_minutes.
+    `participants` (indexed by position 0..n-1): participant_id, participant (code), arm,
+    timezone, start (enrollment), end (`now` or withdrawal, whichever is earlier).
+    `turns`: the participants' own turns: pos, t, night (bool).
+    `sessions`: pos, t (the session's first turn), active_minutes.
     """
 
     participants: pd.DataFrame
@@ -79,41 +84,43 @@ def usage_by_participant_week(
 
     Columns: WEEK_COLUMNS (see the module docstring for each definition). Weeks run from 0 to
     the week containing `now` (default: the current time) or the participant's withdrawal,
-    whichever is earlier; weeks without use are rows of zeros (NaN for the two ratios).
+    whichever is earlier; weeks without use are rows of zeros (NaN for the two ratios). Use
+    stamped in a later week than that (after `now`) is not counted yet.
     """
     events = load_usage_events(session, study_id, now=now)
     people = events.participants
-    if people.empty:
-        return pd.DataFrame({name: pd.Series(dtype=_DTYPES[name]) for name in WEEK_COLUMNS})
-    last_week = ((people["end_at"] - people["enrolled_at"]) // WEEK).clip(lower=-1)
-    grid = pd.DataFrame(
+    weeks = np.maximum((people["end"].to_numpy() - people["start"].to_numpy()) // WEEK + 1, 0)
+    first_row = np.concatenate([[0], np.cumsum(weeks)])
+    total = int(first_row[-1])
+    pos = np.repeat(np.arange(len(people)), weeks)
+    week = np.arange(total) - first_row[pos]
+
+    def rows_of(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """Each event's row in the table, and which events fall in the table at all."""
+        at = frame["pos"].to_numpy()
+        week_of = (frame["t"].to_numpy() - people["start"].to_numpy()[at]) // WEEK
+        inside = (week_of >= 0) & (week_of < weeks[at])
+        return (first_row[at] + week_of)[inside], inside
+
+    turn_rows, turn_inside = rows_of(events.turns)
+    session_rows, session_inside = rows_of(events.sessions)
+    night = events.turns["night"].to_numpy()[turn_inside]
+    minutes = events.sessions["active_minutes"].to_numpy()[session_inside]
+    start = people["start"].to_numpy()[pos] + week * WEEK
+    table = pd.DataFrame(
         {
-            "participant_id": np.repeat(people.index.to_numpy(), last_week.to_numpy() + 1),
-            "week": np.concatenate([np.arange(n + 1) for n in last_week.to_numpy()] or [[]]),
+            "participant": people["participant"].to_numpy()[pos],
+            "arm": people["arm"].to_numpy()[pos],
+            "week": week,
+            "sessions": np.bincount(session_rows, minlength=total),
+            "turns": np.bincount(turn_rows, minlength=total),
+            "active_minutes": np.bincount(session_rows, weights=minutes, minlength=total),
+            "night": np.bincount(turn_rows, weights=night, minlength=total),
+            "days_observed": np.clip(people["end"].to_numpy()[pos] - start, 0, WEEK) / DAY,
         }
-    ).astype({"participant_id": "int64", "week": "int64"})
-
-    enrolled = people["enrolled_at"]
-    turns = events.turns.assign(week=_weeks(events.turns, "at", enrolled))
-    by_turns = turns.groupby(["participant_id", "week"]).agg(
-        turns=("night", "size"), night=("night", "sum")
     )
-    sessions = events.sessions.assign(week=_weeks(events.sessions, "start", enrolled))
-    by_sessions = sessions.groupby(["participant_id", "week"]).agg(
-        sessions=("active_minutes", "size"), active_minutes=("active_minutes", "sum")
-    )
-    # Exactly the weeks of follow-up: use in a later week (after `now`) is not counted yet.
-    keys = pd.MultiIndex.from_frame(grid)
-    table = pd.concat([by_turns.reindex(keys), by_sessions.reindex(keys)], axis=1).fillna(0)
-    table = table.reset_index()
-
-    week_start = table["participant_id"].map(enrolled) + table["week"] * WEEK
-    observed = table["participant_id"].map(people["end_at"]) - week_start
-    table["days_observed"] = observed.clip(lower=pd.Timedelta(0), upper=WEEK) / pd.Timedelta(days=1)
-    table["participant"] = table["participant_id"].map(people["participant"])
-    table["arm"] = table["participant_id"].map(people["arm"])
     _ratios(table)
-    table = table.astype({"week": "int64", "sessions": "int64", "turns": "int64"})
+    table = table.astype({name: _DTYPES[name] for name in WEEK_COLUMNS})
     return table.sort_values(["participant", "week"])[WEEK_COLUMNS].reset_index(drop=True)
 
 
@@ -135,37 +142,20 @@ def usage_before(
     """
     events = load_usage_events(session, study_id)
     people = events.participants
-    codes = pd.Series(people.index.to_numpy(), index=people["participant"].to_numpy())
-    pid = occasions["participant"].map(codes)
-    due = pid.map(people["enrolled_at"]) + pd.to_timedelta(occasions["days"], unit="D")
-    known = pid.notna() & due.notna()
-    # Keys use each participant's position, not their database id, to stay small.
-    position = pd.Series(np.arange(len(people)), index=people.index)
-    place = pid[known].map(position)
-    ends = _instant_keys(place, due[known])
-    starts = _instant_keys(place, due[known] - pd.Timedelta(days=window_days))
+    positions = pd.Series(people.index.to_numpy(), index=people["participant"].to_numpy())
+    pos = occasions["participant"].map(positions)
+    days = pd.to_numeric(occasions["days"], errors="coerce")
+    known = (pos.notna() & days.notna()).to_numpy()
+    pos = pos[known].astype("int64").to_numpy()
+    due = people["start"].to_numpy()[pos] + np.round(days[known].to_numpy() * DAY).astype("int64")
+    since = due - round(window_days * DAY)
 
-    turns = _sorted_keys(events.turns, "at", position)
-    night = np.concatenate([[0], np.cumsum(events.turns["night"].to_numpy()[turns[1]])])
-    turn_count = _count(turns[0], starts, ends)
-    night_count = night[np.searchsorted(turns[0], ends)] - night[np.searchsorted(turns[0], starts)]
-    sessions = _sorted_keys(events.sessions, "start", position)
-    minutes = events.sessions["active_minutes"].to_numpy()[sessions[1]]
-    active = np.concatenate([[0.0], np.cumsum(minutes)])
-    session_count = _count(sessions[0], starts, ends)
-    active_minutes = (
-        active[np.searchsorted(sessions[0], ends)] - active[np.searchsorted(sessions[0], starts)]
+    turns = _cumulative(events.turns, {"turns": None, "night": "night"})
+    sessions = _cumulative(events.sessions, {"sessions": None, "active_minutes": "active_minutes"})
+    window = pd.concat(
+        [_between(turns, pos, since, due), _between(sessions, pos, since, due)], axis=1
     )
-
-    window = pd.DataFrame(
-        {
-            "sessions": session_count,
-            "turns": turn_count,
-            "active_minutes": active_minutes,
-            "night": night_count,
-        },
-        index=occasions.index[known.to_numpy()],
-    )
+    window.index = occasions.index[known]
     _ratios(window)
     result = occasions.copy()
     for name in MEASURES:
@@ -177,7 +167,7 @@ def load_usage_events(
     session: Session, study_id: int, *, now: datetime | None = None
 ) -> UsageEvents:
     """Read the study's enrolled participants and their turns, and cut the turns into sessions."""
-    now = now or datetime.now(UTC)
+    until = _microseconds(now or datetime.now(UTC))
     people = pd.DataFrame(
         session.execute(
             select(
@@ -191,82 +181,83 @@ def load_usage_events(
             .join(Allocation, col(Allocation.participant_id) == Participant.id, isouter=True)
             .join(Arm, col(Arm.id) == Allocation.arm_id, isouter=True)
             .where(Participant.study_id == study_id, col(Participant.enrolled_at).isnot(None))
+            .order_by(Participant.id)
         ).all(),
-        columns=["participant_id", "participant", "arm", "timezone", "enrolled_at", "withdrawn"],
-    ).set_index("participant_id")
-    for name in ("enrolled_at", "withdrawn"):
-        people[name] = _utc(people[name])
+        columns=["participant_id", "participant", "arm", "timezone", "enrolled", "withdrawn"],
+    )
     people["arm"] = people["arm"].fillna("")
-    until = pd.Timestamp(now).tz_convert("UTC").as_unit("us")
-    end = people["withdrawn"].fillna(until).clip(upper=until)
-    people["end_at"] = end
+    people["start"] = np.array([_microseconds(at) for at in people["enrolled"]], dtype="int64")
+    withdrawn = [
+        until if at is None or pd.isna(at) else _microseconds(at) for at in people["withdrawn"]
+    ]
+    people["end"] = np.minimum(np.array(withdrawn, dtype="int64"), until)
+    people = people.drop(columns=["enrolled", "withdrawn"])
 
-    log = pd.DataFrame(
-        session.execute(
-            select(
-                Interaction.participant_id,
-                Interaction.session_id,
-                Interaction.role == "user",
-                Interaction.occurred_at,
-            ).where(Interaction.study_id == study_id)
-        ).all(),
-        columns=["participant_id", "session_id", "is_user", "at"],
-    )
-    log["at"] = _utc(log["at"])
-    log = log[log["participant_id"].isin(people.index)]
-    log["is_user"] = log["is_user"].astype(bool)
-    log["session_code"] = pd.factorize(log["session_id"])[0]
-    log = log.sort_values(["participant_id", "session_code", "at"], kind="stable")
-    turns = log.loc[log["is_user"], ["participant_id", "at"]].reset_index(drop=True)
+    rows = session.execute(
+        select(
+            Interaction.participant_id,
+            Interaction.session_id,
+            cast(Interaction.role == "user", Integer),
+            _epoch_microseconds(session, Interaction.occurred_at),
+        ).where(Interaction.study_id == study_id)
+    ).all()
+    # Column by column: a DataFrame built from a million Row objects inspects each of them.
+    columns = list(zip(*rows, strict=True)) if rows else [(), (), (), ()]
+    participant_id, session_id, is_user, t = columns
+    pos = pd.Index(people["participant_id"]).get_indexer(list(participant_id))
+    enrolled = pos >= 0
+    log = {
+        "pos": pos[enrolled],
+        "session": pd.factorize(np.array(session_id, dtype=object))[0][enrolled],
+        "is_user": np.array(is_user, dtype=bool)[enrolled],
+        "t": np.array(t, dtype="int64")[enrolled],
+    }
+    order = np.lexsort((log["t"], log["session"], log["pos"]))
+    log = {name: values[order] for name, values in log.items()}
+    turns = pd.DataFrame({"pos": log["pos"][log["is_user"]], "t": log["t"][log["is_user"]]})
     turns["night"] = _night(turns, people["timezone"])
-    return UsageEvents(people.drop(columns=["withdrawn"]), turns, _sessions(log))
+    return UsageEvents(people, turns, _sessions(log))
 
 
-def _sessions(log: pd.DataFrame) -> pd.DataFrame:
+def _epoch_microseconds(session: Session, column):
+    """`column` (naive UTC, as UTCDateTime stores it) as integer microseconds since 1970, in
+    SQL: converting a million datetimes in Python would take longer than everything else."""
+    if session.get_bind().dialect.name == "postgresql":
+        return cast(extract("epoch", column) * 1_000_000, BigInteger)
+    # SQLite stores "YYYY-MM-DD HH:MM:SS.ffffff": whole seconds, then the microseconds.
+    seconds = cast(func.strftime("%s", column), BigInteger) * 1_000_000
+    return seconds + cast(func.substr(column, 21, 6), Integer)
+
+
+def _microseconds(instant: datetime) -> int:
+    return (instant - _EPOCH) // timedelta(microseconds=1)
+
+
+def _sessions(log: dict[str, np.ndarray]) -> pd.DataFrame:
     """Cut sorted turns into sessions: a new participant, session id or a long pause starts one."""
-    gap = log["at"].diff()
-    new = (
-        log["participant_id"].ne(log["participant_id"].shift())
-        | log["session_code"].ne(log["session_code"].shift())
-        | (gap > SESSION_GAP)
+    pos, session, t = log["pos"], log["session"], log["t"]
+    gap = np.diff(t, prepend=t[:1])
+    new = np.ones(len(t), dtype=bool)
+    new[1:] = (pos[1:] != pos[:-1]) | (session[1:] != session[:-1]) | (gap[1:] > SESSION_GAP)
+    number = np.cumsum(new) - 1
+    capped = np.where(new, 0, np.minimum(gap, GAP_CAP)) / MINUTE
+    count = int(new.sum())
+    active = np.bincount(number, weights=capped, minlength=count)
+    has_user = np.bincount(number, weights=log["is_user"], minlength=count) > 0
+    return pd.DataFrame(
+        {"pos": pos[new][has_user], "t": t[new][has_user], "active_minutes": active[has_user]}
     )
-    capped = gap.where(~new, pd.Timedelta(0)).clip(upper=GAP_CAP)
-    sessions = (
-        pd.DataFrame(
-            {
-                "session": new.cumsum().to_numpy(),
-                "participant_id": log["participant_id"].to_numpy(),
-                "start": log["at"].to_numpy(),
-                "minutes": (capped / pd.Timedelta(minutes=1)).to_numpy(),
-                "is_user": log["is_user"].to_numpy(),
-            }
-        )
-        .groupby("session", sort=False)
-        .agg(
-            participant_id=("participant_id", "first"),
-            start=("start", "first"),
-            active_minutes=("minutes", "sum"),
-            has_user=("is_user", "any"),
-        )
-    )
-    sessions = sessions[sessions["has_user"]].drop(columns="has_user").reset_index(drop=True)
-    sessions["start"] = _utc(sessions["start"])
-    return sessions
 
 
 def _night(turns: pd.DataFrame, zones: pd.Series) -> np.ndarray:
     """Whether each turn was written between 00:00 and 05:59 in its writer's time zone."""
     night = np.zeros(len(turns), dtype=bool)
-    zone_of_turn = turns["participant_id"].map(zones).to_numpy()
+    zone_of_turn = zones.to_numpy()[turns["pos"].to_numpy()]
+    instants = pd.to_datetime(turns["t"].to_numpy(), unit="us", utc=True)
     for zone in pd.unique(zone_of_turn):
         mask = zone_of_turn == zone
-        hours = turns["at"][mask].dt.tz_convert(zone).dt.hour.to_numpy()
-        night[mask] = hours < NIGHT_END_HOUR
+        night[mask] = instants[mask].tz_convert(zone).hour < NIGHT_END_HOUR
     return night
-
-
-def _weeks(frame: pd.DataFrame, column: str, enrolled: pd.Series) -> pd.Series:
-    return ((frame[column] - frame["participant_id"].map(enrolled)) // WEEK).astype("int64")
 
 
 def _ratios(table: pd.DataFrame) -> None:
@@ -277,31 +268,33 @@ def _ratios(table: pd.DataFrame) -> None:
     )
 
 
-# Windows are found by binary search over one sorted array of keys that order first by
-# participant, then by instant: key = participant's position * 2**41 + milliseconds since 2000-01-01
-# (2**41 ms is about 69 years; up to 2**22 participants fit in 63 bits).
-_MS_BITS = 41
-_EPOCH = pd.Timestamp("2000-01-01", tz="UTC")
+def _cumulative(events: pd.DataFrame, sums: dict[str, str | None]) -> pd.DataFrame:
+    """Per participant and in time order, the running count (for a None source) or running
+    total of each measure up to and including each event."""
+    ordered = events.sort_values(["t", "pos"], kind="stable")
+    grouped = ordered.groupby("pos")
+    running = {
+        name: grouped.cumcount() + 1 if source is None else grouped[source].cumsum()
+        for name, source in sums.items()
+    }
+    return pd.DataFrame({"pos": ordered["pos"], "t": ordered["t"], **running})
 
 
-def _instant_keys(participant_id: pd.Series, instant: pd.Series) -> np.ndarray:
-    milliseconds = (pd.to_datetime(instant, utc=True) - _EPOCH) // pd.Timedelta(milliseconds=1)
-    milliseconds = milliseconds.clip(0, 2**_MS_BITS - 1).astype("int64").to_numpy()
-    return (participant_id.astype("int64").to_numpy() << _MS_BITS) + milliseconds
+def _between(running: pd.DataFrame, pos: np.ndarray, since: np.ndarray, until: np.ndarray):
+    """The measures of the events in `[since, until)` of each query's participant."""
+    return _before(running, pos, until) - _before(running, pos, since)
 
 
-def _sorted_keys(
-    frame: pd.DataFrame, column: str, position: pd.Series
-) -> tuple[np.ndarray, np.ndarray]:
-    keys = _instant_keys(frame["participant_id"].map(position), frame[column])
-    order = np.argsort(keys, kind="stable")
-    return keys[order], order
-
-
-def _count(sorted_keys: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
-    return np.searchsorted(sorted_keys, ends) - np.searchsorted(sorted_keys, starts)
-
-
-def _utc(values) -> pd.Series:
-    # One resolution throughout (pandas infers seconds or microseconds from the data otherwise).
-    return pd.to_datetime(values, utc=True).dt.as_unit("us")
+def _before(running: pd.DataFrame, pos: np.ndarray, instant: np.ndarray) -> pd.DataFrame:
+    """The running measures as they stood just before `instant`, for each query (0 if none)."""
+    queries = pd.DataFrame({"pos": pos, "t": instant, "query": np.arange(len(pos))})
+    found = pd.merge_asof(
+        queries.sort_values("t"),
+        running,
+        on="t",
+        by="pos",
+        direction="backward",
+        allow_exact_matches=False,
+    )
+    measures = [name for name in running.columns if name not in ("pos", "t")]
+    return found.set_index("query").sort_index()[measures].fillna(0).astype("float64")
