@@ -75,8 +75,6 @@ class StudyNeeds:
     channels: frozenset[str] = frozenset()
     # (study slug, arm key, environment variable) for every arm with an assistant.
     assistant_keys: tuple[tuple[str, str, str], ...] = ()
-    # (study slug, environment variable or None) for every study's allocation seed.
-    seeds: tuple[tuple[str, str | None], ...] = ()
     protocols: tuple[Protocol, ...] = ()
 
 
@@ -96,19 +94,30 @@ def diagnose(
     if own_engine:
         from .db import make_engine
 
-        engine = make_engine(settings.database_url)
+        try:
+            engine = make_engine(settings.database_url)
+        except Exception as exc:  # an unknown scheme or driver, a malformed URL
+            engine = None
+            database = Check(
+                "database",
+                FAIL,
+                f"FLOURISH_DATABASE_URL cannot be used: {type(exc).__name__}",
+                "give an URL like postgresql://user:password@host/database",
+            )
     try:
-        database = _database(engine, production)
+        if engine is not None:
+            database = _database(engine, production)
         checks.append(database)
-        needs = _needs(engine) if database.status != FAIL else None
+        ready = database.status != FAIL
+        needs = _needs(engine) if ready else None
         checks.append(_public_url(environ, settings))
         checks.append(_instance(settings))
         checks += _channels(settings, needs)
         checks += _assistants(environ, production, needs)
         checks += _seeds(environ, production, needs)
-        checks.append(_scheduler(engine, now, settings, database.status != FAIL))
+        checks.append(_scheduler(engine, now, settings) if ready else _unknown("scheduler"))
     finally:
-        if own_engine:
+        if own_engine and engine is not None:
             engine.dispose()
     return checks
 
@@ -248,7 +257,7 @@ def _database(engine: Engine, production: bool) -> Check:
 
 def _needs(engine: Engine) -> StudyNeeds:
     channels: set[str] = set()
-    keys, seeds, protocols = [], [], []
+    keys, protocols = [], []
     with Session(engine) as session:
         for study in session.exec(select(Study).order_by(Study.slug)):
             version = current_version(session, study.id)
@@ -261,8 +270,7 @@ def _needs(engine: Engine) -> StudyNeeds:
             for arm in model.arms:
                 if arm.assistant is not None:
                     keys.append((study.slug, arm.key, arm.assistant.api_key_env))
-            seeds.append((study.slug, model.allocation.seed_env))
-    return StudyNeeds(frozenset(channels), tuple(keys), tuple(seeds), tuple(protocols))
+    return StudyNeeds(frozenset(channels), tuple(keys), tuple(protocols))
 
 
 # --- public URL and instance folder -----------------------------------------------------------
@@ -455,9 +463,7 @@ def _seeds(environ: Mapping[str, str], production: bool, needs: StudyNeeds | Non
 # --- scheduler ----------------------------------------------------------------------------------
 
 
-def _scheduler(engine: Engine, now: datetime, settings: Settings, readable: bool) -> Check:
-    if not readable:
-        return _unknown("scheduler")
+def _scheduler(engine: Engine, now: datetime, settings: Settings) -> Check:
     report = health_report(engine, now, settings.scheduler_stale_seconds)["scheduler"]
     start = "start `flourish scheduler` (systemctl start flourish-scheduler, or the container)"
     if report["status"] == "missing":

@@ -45,7 +45,7 @@ pytestmark = pytest.mark.postgres
 SURVEYS = 30
 INVITATIONS = 20
 FAULT_AFTER = 8  # acknowledged answers before the fault
-TWILIO_SECONDS = 0.25  # how long the fake Twilio takes to accept a message
+TWILIO_SECONDS = 0.4  # how long the fake Twilio takes to accept a message
 
 
 def drop_every_connection(database: str) -> int:

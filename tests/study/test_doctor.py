@@ -147,6 +147,14 @@ def test_an_unreachable_database_fails_without_showing_its_password(production, 
     assert checks["sms"].status == WARN and "not checked" in checks["sms"].message
 
 
+def test_a_database_url_that_names_no_usable_database_is_a_failure_not_a_crash(production, clock):
+    environ = {**production, "FLOURISH_DATABASE_URL": "mysql+nodriver://u:hunter2@db/flourish"}
+    checks = {c.name: c for c in diagnose(environ, clock.now())}
+    assert checks["database"].status == FAIL
+    assert "cannot be used" in checks["database"].message
+    assert checks["scheduler"].status == WARN and "not checked" in checks["scheduler"].message
+
+
 def test_a_database_behind_the_newest_migration_fails_with_the_command_to_run(
     production, clock, tmp_path
 ):
