@@ -249,3 +249,26 @@ def openai_server():
     """A started FakeOpenAI requiring TEST_API_KEY; import this fixture where it is needed."""
     with FakeOpenAI(api_key=TEST_API_KEY) as server:
         yield server
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m tests.fakes.openai_server --port 8089 [--api-key K]`: serve until Ctrl-C, for
+    rehearsing a study against the example protocol without a model."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=8089)
+    parser.add_argument("--api-key", default=None)
+    args = parser.parse_args(argv)
+    server = FakeOpenAI(api_key=args.api_key, port=args.port).start()
+    print(f"fake chat-completions endpoint at {server.base_url}", flush=True)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+
+
+if __name__ == "__main__":
+    main()
