@@ -16,12 +16,25 @@ depend on the number of rows.
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import numpy as np
 from scipy import linalg, optimize
 
 LOG_2PI = np.log(2 * np.pi)
+
+try:  # installed with scikit-learn (a dependency of pingouin); optional here
+    from threadpoolctl import threadpool_limits
+except ImportError:  # pragma: no cover - the fit is the same, only slower on a busy machine
+    threadpool_limits = None
+
+
+def _single_threaded_blas():
+    """Every BLAS call of a fit is on tiny matrices (L-BFGS-B's own, q x q and p x p), where
+    OpenBLAS's thread start-up costs more than the work: on a loaded 2-core machine it doubled
+    the time of a 300-participant fit. One thread while fitting."""
+    return threadpool_limits(limits=1, user_api="blas") if threadpool_limits else nullcontext()
 
 
 @dataclass(frozen=True)
@@ -308,17 +321,18 @@ def fit_profiled(cp: CrossProducts, reml: bool = True, start=None) -> ProfiledFi
             options={"ftol": 1e-12, "gtol": 1e-8, "maxiter": 1000},
         )
 
-    result = minimise(x0)
-    for _ in range(cp.q):
-        restart = _away_from_saddle(cp, result.x, result.fun, lower, reml)
-        if restart is None:
-            break
-        result = minimise(restart)
-    theta = np.maximum(result.x, lower)
-    best = profile(cp, theta)
-    grad = deviance_gradient(cp, best, reml)
-    free = ~((theta <= lower) & (grad >= 0))
-    converged = _lme4_converged(cp, theta, grad, free, reml, lower)
+    with _single_threaded_blas():
+        result = minimise(x0)
+        for _ in range(cp.q):
+            restart = _away_from_saddle(cp, result.x, result.fun, lower, reml)
+            if restart is None:
+                break
+            result = minimise(restart)
+        theta = np.maximum(result.x, lower)
+        best = profile(cp, theta)
+        grad = deviance_gradient(cp, best, reml)
+        free = ~((theta <= lower) & (grad >= 0))
+        converged = _lme4_converged(cp, theta, grad, free, reml, lower)
     return ProfiledFit(
         profile=best,
         reml=reml,
