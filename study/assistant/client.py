@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -234,20 +235,15 @@ def _sse_data(lines: Iterator[str]) -> Iterator[str]:
         yield "\n".join(data)
 
 
-class _translated_errors:
+@contextmanager
+def _translated_errors() -> Iterator[None]:
     """Turns httpx's exceptions into ours, so callers handle one family of errors."""
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, kind, exc, tb):
-        if exc is None or isinstance(exc, AssistantError):
-            return False
-        if isinstance(exc, httpx.TimeoutException):
-            raise ProviderTimeout("the assistant did not answer in time") from exc
-        if isinstance(exc, httpx.TransportError):
-            raise ProviderUnreachable(f"cannot reach the assistant: {type(exc).__name__}") from exc
-        return False
+    try:
+        yield
+    except httpx.TimeoutException as exc:
+        raise ProviderTimeout("the assistant did not answer in time") from exc
+    except httpx.TransportError as exc:
+        raise ProviderUnreachable(f"cannot reach the assistant: {type(exc).__name__}") from exc
 
 
 def _raise_for_status(response: httpx.Response) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col, func, select
 
 from .. import audit
 from ..models import MemoryNote, Participant
@@ -74,9 +74,9 @@ class ParticipantTexts:
     ) -> Entry:
         """Save a new text; TextRefused if empty, too long or one too many."""
         text = self._clean(text)
-        count = len(session.exec(
-            select(self.model.id).where(self.model.participant_id == participant.id)
-        ).all())
+        count = session.exec(
+            select(func.count()).where(self.model.participant_id == participant.id)
+        ).one()
         if count >= self.max_count:
             raise TextRefused(
                 f"You can keep up to {self.max_count} {self.noun}s. Delete one to add another."
