@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import patsy
+import plotly.colors
 import plotly.graph_objects as go
 from scipy import stats
 
@@ -17,6 +18,7 @@ from instruments.psychometrics import reliability_by_wave
 
 from .preregistration import formula_variables
 
+PALETTE = plotly.colors.qualitative.Plotly
 CONSORT_STAGES = (
     ("allocated", "Allocated"),
     ("baseline", "Completed baseline"),
@@ -86,15 +88,16 @@ def trajectory_figure(
 ) -> go.Figure:
     """Observed means with CIs per arm, and the model's fitted trajectories (dashed)."""
     figure = go.Figure()
-    for arm, rows in (fitted if fitted is not None else pd.DataFrame(columns=["arm"])).groupby(
-        "arm", sort=False
-    ):
+    fitted = fitted if fitted is not None else pd.DataFrame(columns=["arm", "week", "fitted"])
+    arms = list(dict.fromkeys([*table["arm"], *fitted["arm"]]))
+    colour = {arm: PALETTE[i % len(PALETTE)] for i, arm in enumerate(arms)}
+    for arm, rows in fitted.groupby("arm", sort=False):
         figure.add_trace(
             go.Scatter(
                 x=rows["week"],
                 y=rows["fitted"],
                 mode="lines",
-                line={"dash": "dash"},
+                line={"dash": "dash", "color": colour[arm]},
                 name=f"{arm} (model)",
             )
         )
@@ -105,6 +108,7 @@ def trajectory_figure(
                 y=rows["mean"],
                 mode="lines+markers",
                 name=str(arm),
+                line={"color": colour[arm]},
                 error_y={
                     "type": "data",
                     "symmetric": False,

@@ -169,8 +169,10 @@ def render_pdf(content: ReportContent) -> bytes:
 
 def _trajectory(content: ReportContent):
     fig, ax = plt.subplots(figsize=(8, 4))
+    arms = list(dict.fromkeys([*content.trajectory["arm"], *content.fitted["arm"]]))
+    colour = {arm: f"C{i}" for i, arm in enumerate(arms)}
     for arm, rows in content.fitted.groupby("arm", sort=False):
-        ax.plot(rows["week"], rows["fitted"], linestyle="--", linewidth=1, label=f"{arm} (model)")
+        ax.plot(rows["week"], rows["fitted"], "--", color=colour[arm], lw=1, label=f"{arm} (model)")
     for arm, rows in content.trajectory.groupby("arm", sort=False):
         ax.errorbar(
             rows["week"],
@@ -178,6 +180,7 @@ def _trajectory(content: ReportContent):
             yerr=[rows["mean"] - rows["ci_lower"], rows["ci_upper"] - rows["mean"]],
             marker="o",
             capsize=2,
+            color=colour[arm],
             label=str(arm),
         )
     ax.set_xlabel("weeks since enrollment")
