@@ -2,7 +2,8 @@
 corrections and standardised effect sizes.
 
 Everything here works on `analysis.mixed.LmmResult`s; nothing refits a model. Intervals and
-p-values of contrasts are Wald (normal) ones, like the fixed-effects table's default.
+p-values of contrasts are Wald (normal) ones by default, like the fixed-effects table's, or
+t-based with Satterthwaite's df for REML fits of the fast engine.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from scipy import stats
 
 from .mixed import LmmResult
 
-CONTRAST_COLUMNS = ("estimate", "se", "ci_lower", "ci_upper", "statistic", "p")
+CONTRAST_COLUMNS = ("estimate", "se", "ci_lower", "ci_upper", "statistic", "df", "p")
 
 
 @dataclass(frozen=True)
@@ -151,10 +152,21 @@ def wald_interval(estimate, se, conf_level: float = 0.95) -> tuple:
 
 
 def contrasts(
-    result: LmmResult, weights: dict[str, dict[str, float]], conf_level: float = 0.95
+    result: LmmResult,
+    weights: dict[str, dict[str, float]],
+    conf_level: float = 0.95,
+    df_method: str = "wald",
 ) -> pd.DataFrame:
     """Linear contrasts L beta: for each named row of weights {term: weight}, the estimate,
-    its SE sqrt(L C L'), the Wald interval, z and the two-sided p-value."""
+    its SE sqrt(L C L'), the interval, the statistic, df and the two-sided p-value.
+
+    `df_method="wald"` (default): z, normal p and interval, df NaN. `"satterthwaite"`: t with
+    Satterthwaite's df for that contrast, as lmerTest's `contest` (REML fits, fast engine).
+    """
+    if df_method not in ("wald", "satterthwaite"):
+        raise ValueError(f"unknown df_method {df_method!r}; choose wald or satterthwaite")
+    if df_method == "satterthwaite" and result.satterthwaite_df is None:
+        raise ValueError("Satterthwaite df are available for REML fits with the fast engine")
     terms = list(result.fixed.index)
     rows = {}
     for name, row in weights.items():
@@ -164,9 +176,17 @@ def contrasts(
         L = np.array([row.get(term, 0.0) for term in terms])
         estimate = float(L @ result.params.to_numpy())
         se = float(np.sqrt(L @ result.cov_fixed.to_numpy() @ L))
-        lower, upper = wald_interval(estimate, se, conf_level)
-        z = estimate / se
-        rows[name] = (estimate, se, lower, upper, z, 2 * stats.norm.sf(abs(z)))
+        statistic = estimate / se
+        if df_method == "satterthwaite":
+            df = result.satterthwaite_df(L)
+            half_width = stats.t.ppf(0.5 + conf_level / 2, df) * se
+            p = 2 * stats.t.sf(abs(statistic), df)
+            lower, upper = estimate - half_width, estimate + half_width
+        else:
+            df = float("nan")
+            lower, upper = wald_interval(estimate, se, conf_level)
+            p = 2 * stats.norm.sf(abs(statistic))
+        rows[name] = (estimate, se, lower, upper, statistic, df, p)
     return pd.DataFrame.from_dict(rows, orient="index", columns=list(CONTRAST_COLUMNS))
 
 
@@ -180,7 +200,11 @@ def _slope_terms(result: LmmResult, factor: str, time: str) -> dict[str, str]:
 
 
 def slope_differences(
-    result: LmmResult, factor: str = "arm", time: str = "week", reference: str = "reference"
+    result: LmmResult,
+    factor: str = "arm",
+    time: str = "week",
+    reference: str = "reference",
+    df_method: str = "wald",
 ) -> pd.DataFrame:
     """Every pairwise difference in `time` slopes between the levels of `factor` (the arm-by-
     time contrasts of a trial). Patsy's treatment coding makes a level's interaction term its
@@ -189,7 +213,7 @@ def slope_differences(
     weights = {f"{level} - {reference}": {term: 1.0} for level, term in terms.items()}
     for a, b in combinations(sorted(terms), 2):
         weights[f"{b} - {a}"] = {terms[b]: 1.0, terms[a]: -1.0}
-    return contrasts(result, weights)
+    return contrasts(result, weights, df_method=df_method)
 
 
 def baseline_variance(result: LmmResult, time: str = "week", at: float = 0.0) -> float:

@@ -15,9 +15,11 @@ on with what the check found, and a fit that did not converge says so.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -66,6 +68,11 @@ class LmmResult:
     df_method: str = "wald"
     conf_level: float = 0.95
     warnings: list[str] = field(default_factory=list)
+    # Satterthwaite's df of a contrast vector over the fixed effects (REML fits of the fast
+    # engine; None otherwise). Used by `analysis.inference.contrasts`; not part of to_dict().
+    satterthwaite_df: Callable[[np.ndarray], float] | None = field(
+        default=None, repr=False, compare=False
+    )
 
     @property
     def params(self) -> pd.Series:
@@ -325,9 +332,8 @@ def _fast_fit(design: Design, reml: bool, df_method: str):
             f"L-BFGS-B stopped ({fit.message}) with deviance gradient "
             f"{np.array2string(fit.gradient, precision=3)} in theta"
         )
-    df = None
-    if df_method == "satterthwaite":
-        df = np.array([lmm_fast.satterthwaite_df(cp, fit, c) for c in np.eye(cp.p)])
+    df_of = functools.partial(lmm_fast.satterthwaite_df, cp, fit) if reml else None
+    df = np.array([df_of(c) for c in np.eye(cp.p)]) if df_method == "satterthwaite" else None
     return {
         "beta": fit.profile.beta,
         "cov_beta": fit.cov_beta,
@@ -337,6 +343,7 @@ def _fast_fit(design: Design, reml: bool, df_method: str):
         "converged": fit.converged,
         "messages": messages,
         "df": df,
+        "satterthwaite_df": df_of,
     }
 
 
@@ -444,4 +451,5 @@ def fit_lmm(
         df_method=df_method,
         conf_level=conf_level,
         warnings=notes,
+        satterthwaite_df=raw.get("satterthwaite_df"),
     )

@@ -200,3 +200,27 @@ def test_standardised_effect_recovers_the_simulated_truth():
     truth = 0.3 * 12 / np.sqrt(8.0**2 + 5.0**2)  # slope difference x 12 weeks / baseline SD
     assert effect["ci_lower"] < truth < effect["ci_upper"]
     assert effect["d"] == pytest.approx(truth, abs=0.05)
+
+
+def test_satterthwaite_contrast_for_days_is_lmertests(sleepstudy):
+    fit = fit_lmm(sleepstudy, "Reaction ~ Days", "Subject", "~Days")
+
+    days = contrasts(fit, {"Days": {"Days": 1.0}}, df_method="satterthwaite").loc["Days"]
+
+    assert days["df"] == pytest.approx(17, rel=1e-2)  # lmerTest: about 17 (REML)
+    wald = contrasts(fit, {"Days": {"Days": 1.0}}).loc["Days"]
+    assert np.isnan(wald["df"]) and days["p"] > wald["p"]
+    with pytest.raises(ValueError, match="REML fits with the fast engine"):
+        ml = fit_lmm(sleepstudy, "Reaction ~ Days", "Subject", "~Days", reml=False)
+        contrasts(ml, {"Days": {"Days": 1.0}}, df_method="satterthwaite")
+
+
+def test_satterthwaite_df_of_a_slope_difference_lie_between_arms_and_participants():
+    data = simulate(seed=23, participants=90, dropout_per_week=0.03, skip=0.1)
+    fit = fit_lmm(data, "score ~ arm * week", "pid", "~week")
+
+    table = slope_differences(fit, df_method="satterthwaite")
+
+    # A between-participant contrast of slopes: its df are bounded by the participants (less
+    # the 6 fixed effects' worth) and far above the handful an arm count would give.
+    assert table["df"].between(30, 90).all(), table["df"]
