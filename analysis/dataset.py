@@ -7,13 +7,15 @@ The columns are the analysis data contract (docs/exports.md lists them): partici
 arm, one `stratum_<factor>` per stratification factor, occasion (schedule key), wave, `days`
 and `week` from enrollment to the occasion's due time, consent version, occasion status and
 `completed`, every score of every instrument the schedule administers as
-`<instrument>_<score>`, and usage of the assistant in the 7 days before the occasion.
+`<instrument>_<score>`, and usage of the assistant in the 7 days before the occasion
+(`study.assistant.usage.usage_before`).
 
 Participants appear by code only: contact details are never read. Scores come from the
 instrument scoring engine (`instruments.scoring.score_frame`) with the definitions of the
 protocol version the occasion was planned under; only submitted (complete) responses are
 scored, so a score is NaN when the instrument was not administered or not completed.
-The whole study is read in six queries and scored a table per instrument and version.
+The whole study is read in eight queries (two of them the usage measures') and scored a
+table per instrument and version.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from sqlalchemy import select
 from sqlmodel import Session
 
 from instruments.scoring import score_frame
+from study.assistant.usage import usage_before
 from study.models import (
     Allocation,
     Arm,
@@ -65,9 +68,6 @@ USAGE_COLUMNS = (
     "usage_night_share",
     "usage_mean_session_minutes",
 )
-# Usage counts are zero in a week without sessions; per-session measures are then undefined.
-_USAGE_COUNTS = ("sessions", "turns", "active_minutes")
-_USAGE_RATIOS = ("night_share", "mean_session_minutes")
 SECONDS_PER_DAY = 86400.0
 
 
@@ -81,14 +81,12 @@ def assemble(
     *,
     include_withdrawn: bool = True,
     as_of: datetime | None = None,
-    usage: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """The long-format dataset of study `study_id` (see the module docstring for its columns).
 
     `include_withdrawn=False` leaves out participants who withdrew (all their rows); `as_of`
-    leaves out occasions due after that instant (an interim look). `usage` is the weekly usage
-    table (`study.assistant.usage.usage_by_participant_week`); by default it is read from the
-    database. Rows are ordered by participant code and due time.
+    leaves out occasions due after that instant (an interim look). Rows are ordered by
+    participant code and due time.
     """
     study = session.get(Study, study_id)
     if study is None:
@@ -109,9 +107,8 @@ def assemble(
     frame["completed"] = frame["status"] == "completed"
     scores = _scores(responses, protocols, frame)
     frame = frame.join(scores, on="occasion_id")
-    if usage is None:
-        usage = _read_usage(session, study_id)
-    frame = _join_usage(frame, usage)
+    # Usage in the 7 days before each occasion's due time, from the interaction log.
+    frame = usage_before(session, study_id, frame, window_days=7.0)
     columns = [
         "participant",
         "arm",
@@ -303,46 +300,3 @@ def _scores(
             name = f"{instrument.id}_{score.id}"
             result.loc[scored.index, name] = scored[score.id].to_numpy(dtype=float)
     return result
-
-
-def _read_usage(session: Session, study_id: int) -> pd.DataFrame | None:
-    try:
-        from study.assistant.usage import usage_by_participant_week
-    except ModuleNotFoundError as exc:  # the usage measures are not part of this installation
-        if exc.name != "study.assistant.usage":
-            raise
-        return None
-    return usage_by_participant_week(session, study_id)
-
-
-def _join_usage(frame: pd.DataFrame, usage: pd.DataFrame | None) -> pd.DataFrame:
-    """Usage in the 7 days before each occasion: the usage week that ended last before it.
-
-    Usage weeks count whole weeks from enrollment (week 0 = days 0-7), so an occasion at day
-    `d` looks at week floor(d / 7) - 1; the baseline looks at no week. A week without a usage
-    row had no sessions: counts are 0 and the per-session measures undefined (NaN).
-    """
-    frame = frame.copy()
-    if usage is None:
-        for column in USAGE_COLUMNS:
-            frame[column] = np.nan
-        return frame
-    frame["_usage_week"] = np.floor(frame["days"] / 7) - 1
-    weekly = usage.reindex(columns=["participant", "week", *_USAGE_COUNTS, *_USAGE_RATIOS])
-    weekly["week"] = weekly["week"].astype(float)
-    weekly = weekly.rename(
-        columns={name: f"usage_{name}" for name in (*_USAGE_COUNTS, *_USAGE_RATIOS)}
-    )
-    merged = frame.merge(
-        weekly,
-        how="left",
-        left_on=["participant", "_usage_week"],
-        right_on=["participant", "week"],
-        suffixes=("", "_usage"),
-    )
-    merged.index = frame.index
-    for name in _USAGE_COUNTS:
-        merged[f"usage_{name}"] = merged[f"usage_{name}"].astype(float).fillna(0.0)
-    for name in _USAGE_RATIOS:
-        merged[f"usage_{name}"] = merged[f"usage_{name}"].astype(float)
-    return merged.drop(columns=["_usage_week", "week_usage"])

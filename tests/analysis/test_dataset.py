@@ -12,12 +12,15 @@ from datetime import UTC, datetime, timedelta
 
 import pandas as pd
 import pytest
+from cryptography.fernet import Fernet
 from sqlalchemy import event
 from sqlmodel import select
 
 from analysis.dataset import USAGE_COLUMNS, assemble
 from study import enrollment
+from study.assistant.log import record_interaction
 from study.models import ContactPoint, Occasion
+from study.pii import PiiVault
 from study.schedule import extend_horizon
 
 from .conftest import answer
@@ -161,28 +164,49 @@ def test_no_contact_detail_reaches_the_dataset(session, run):
     assert session.exec(select(ContactPoint)).first() is not None  # there were contacts to leak
 
 
-def test_usage_is_the_week_before_each_occasion(session, run):
-    a = run["a"].code
-    usage = pd.DataFrame(
-        {
-            "participant": [a, a],
-            "arm": ["x", "x"],
-            "week": [0, 2],
-            "sessions": [3, 5],
-            "turns": [12, 20],
-            "active_minutes": [30.0, 50.0],
-            "night_share": [1 / 3, 0.2],
-            "mean_session_minutes": [10.0, 10.0],
-        }
+def chat(session, participant, session_id: str, *turns: tuple[str, datetime]) -> None:
+    """Turns of one chat session, recorded through the interaction log."""
+    vault = PiiVault(Fernet.generate_key().decode())
+    for n, (role, at) in enumerate(turns):
+        record_interaction(
+            session,
+            vault=vault,
+            study_id=participant.study_id,
+            participant=participant,
+            event_id=f"{participant.code}-{session_id}-{n}",
+            session_id=session_id,
+            role=role,
+            occurred_at=at,
+            source="ingest",
+        )
+    session.commit()
+
+
+def test_usage_covers_the_7_days_before_each_occasion(session, run):
+    a = run["a"]
+    day = lambda d, h, m=0: datetime(2026, 3, d, h, m, tzinfo=UTC)  # noqa: E731
+    # Wednesday 10:00 London: 2 participant turns, gaps of 1 and 2 minutes.
+    chat(
+        session,
+        a,
+        "s1",
+        ("user", day(4, 10)),
+        ("assistant", day(4, 10, 1)),
+        ("user", day(4, 10, 3)),
     )
-    data = assemble(session, run["study_id"], usage=usage)
-    baseline = row(data, run["a"], "baseline", 0)
+    # Saturday 02:00 London (night): 2 turns 10 minutes apart, a gap capped at 5 minutes.
+    chat(session, a, "s2", ("user", day(7, 2)), ("user", day(7, 2, 10)))
+    # Monday 20:00, an hour after week 1 was due: counts for week 2.
+    chat(session, a, "s3", ("user", day(9, 20)))
+    data = assemble(session, run["study_id"])
+    baseline = row(data, a, "baseline", 0)
     assert baseline["usage_sessions"] == 0 and math.isnan(baseline["usage_night_share"])
-    week1 = row(data, run["a"], "weekly", 1)  # days 0-7 of use
-    assert week1[list(USAGE_COLUMNS)].tolist() == [3.0, 12.0, 30.0, pytest.approx(1 / 3), 10.0]
-    week2 = row(data, run["a"], "weekly", 2)  # days 7-14: no sessions
-    assert week2["usage_sessions"] == 0 and math.isnan(week2["usage_mean_session_minutes"])
-    assert row(data, run["a"], "weekly", 3)["usage_sessions"] == 5.0
+    week1 = row(data, a, "weekly", 1)
+    assert week1[list(USAGE_COLUMNS)].tolist() == [2.0, 4.0, 8.0, 0.5, 4.0]
+    week2 = row(data, a, "weekly", 2)
+    assert week2[list(USAGE_COLUMNS)].tolist() == [1.0, 1.0, 0.0, 0.0, 0.0]
+    never = row(data, run["c"], "weekly", 1)
+    assert never["usage_sessions"] == 0 and math.isnan(never["usage_mean_session_minutes"])
 
 
 def test_a_few_queries_whatever_the_number_of_participants(session, run, small_study):
@@ -194,14 +218,14 @@ def test_a_few_queries_whatever_the_number_of_participants(session, run, small_s
     engine = session.get_bind()
     event.listen(engine, "before_cursor_execute", count)
     try:
-        assemble(session, run["study_id"], usage=pd.DataFrame())
+        assemble(session, run["study_id"])
         few = len(statements)
         small_study()
         statements.clear()
-        assemble(session, run["study_id"], usage=pd.DataFrame())
+        assemble(session, run["study_id"])
     finally:
         event.remove(engine, "before_cursor_execute", count)
-    assert len(statements) == few <= 6
+    assert len(statements) == few <= 8
 
 
 def test_an_unknown_study_is_an_error(session):
@@ -212,6 +236,6 @@ def test_an_unknown_study_is_an_error(session):
 
 
 def test_an_empty_study_has_the_columns_and_no_rows(session, small_study):
-    data = assemble(session, small_study.study_id, usage=None)
+    data = assemble(session, small_study.study_id)
     assert data.empty and list(data.columns[: len(CONTRACT)]) == CONTRACT
     assert "who5_percentage" in data.columns
