@@ -167,6 +167,7 @@ def build_design(data: pd.DataFrame, formula: str, groups: str, re_formula: str 
     if groups not in data.columns:
         raise ValueError(f"unknown grouping column {groups!r}")
     re_formula = re_formula or "~1"
+    data = data.reset_index(drop=True)  # rows are matched by index below: make it unique
     try:
         frame = _as_categories(data, (formula, re_formula))
         y, X = patsy.dmatrices(formula, frame, NA_action="drop", return_type="dataframe")

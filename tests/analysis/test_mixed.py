@@ -107,3 +107,12 @@ def test_to_dict_is_json_with_every_part_of_the_fit(sleepstudy):
     assert (data["n_obs"], data["n_groups"], data["n_params"]) == (180, 18, 6)
     assert data["aic"] == pytest.approx(-2 * data["loglik"] + 12)
     assert data["converged"] is True and data["singular"] is False and data["warnings"] == []
+
+
+def test_a_frame_with_a_repeated_index_is_fitted_row_by_row(sleepstudy):
+    stacked = sleepstudy.set_axis([0] * len(sleepstudy))  # e.g. after pd.concat of pieces
+
+    fit = fit_lmm(stacked, "Reaction ~ Days", "Subject", "~Days")
+
+    assert fit.n_obs == 180
+    assert fit.loglik == pytest.approx(-871.8141, rel=1e-3)  # lme4's REML logLik
