@@ -126,6 +126,23 @@ def close_conversation(session: Session, chat_session: ChatSession, at: datetime
     session.flush()
 
 
+def close_idle_conversations(session: Session, *, now: datetime, limit: int = 500) -> int:
+    """Close up to `limit` conversations idle for SESSION_IDLE, blanking their text, also for
+    participants who never come back to the chat. For the scheduler's tick; returns how many."""
+    idle = session.exec(
+        select(ChatSession)
+        .where(
+            col(ChatSession.ended_at).is_(None),
+            col(ChatSession.last_activity_at) <= now - SESSION_IDLE,
+        )
+        .order_by(col(ChatSession.last_activity_at))
+        .limit(limit)
+    ).all()
+    for chat_session in idle:
+        close_conversation(session, chat_session, chat_session.last_activity_at)
+    return len(idle)
+
+
 def start_new_conversation(session: Session, chat: Chat, now: datetime) -> ChatSession:
     """The participant asked for a fresh start: close the open conversation, begin another."""
     current = open_conversation(session, chat, now)

@@ -269,3 +269,21 @@ def test_erasing_a_participants_chat_texts_leaves_nothing_readable_and_spares_ot
     assert [n.participant_id for n in session.exec(select(MemoryNote))] == [bob.participant.id]
     assert [g.participant_id for g in session.exec(select(ParticipantGoal))] == [bob.participant.id]
     assert [t.message for t in turns.transcript(session, vault, bob, clock.now())] == ["Some words"]
+
+
+def test_the_tick_closes_idle_conversations_of_participants_who_never_come_back(
+    session, vault, trial, clock, client
+):
+    chat = chat_of(session, trial, clock)
+    say(session, vault, chat, client, clock, "Just once")
+    assert turns.close_idle_conversations(session, now=clock.now()) == 0
+    clock.advance(turns.SESSION_IDLE - timedelta(seconds=1))
+    assert turns.close_idle_conversations(session, now=clock.now()) == 0
+    clock.advance(timedelta(seconds=1))
+    assert turns.close_idle_conversations(session, now=clock.now()) == 1
+    session.commit()
+    (conversation,) = session.exec(select(ChatSession)).all()
+    assert conversation.ended_at == conversation.last_activity_at
+    (turn,) = session.exec(select(ChatTurn)).all()
+    assert (turn.message_encrypted, turn.reply_encrypted) == (None, None)
+    assert turns.close_idle_conversations(session, now=clock.now()) == 0
