@@ -14,12 +14,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-import numpy as np
-import pandas as pd
 
-from analysis.mixed import ENGINES, LmmResult, fit_lmm
+if TYPE_CHECKING:
+    from analysis.mixed import LmmResult
+
+# Literal rather than analysis.mixed.ENGINES: that module (pandas, scipy, patsy) is imported
+# only when a model is fitted, so that every other `flourish` command starts without it.
+ENGINES = ("fast", "statsmodels")
 
 
 @click.group("analysis")
@@ -44,6 +48,10 @@ def analysis_group() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def fit(data_path, formula, groups, re_formula, ml, engine, satterthwaite, as_json) -> None:
     """Fit a linear mixed model (one grouping factor) and print its estimates."""
+    import pandas as pd
+
+    from analysis.mixed import fit_lmm
+
     path = Path(data_path)
     if not path.is_file():
         raise click.ClickException(f"{data_path}: no such file")
@@ -71,6 +79,9 @@ def fit(data_path, formula, groups, re_formula, ml, engine, satterthwaite, as_js
 
 def summary(result: LmmResult) -> str:
     """A readable summary in the manner of lme4's: model, fit, random and fixed effects."""
+    import numpy as np
+    import pandas as pd
+
     criterion = "REML" if result.reml else "ML"
     lines = [
         f"Linear mixed model fit by {criterion} ({result.engine} engine)",

@@ -116,3 +116,4 @@ def test_a_frame_with_a_repeated_index_is_fitted_row_by_row(sleepstudy):
 
     assert fit.n_obs == 180
     assert fit.loglik == pytest.approx(-871.8141, rel=1e-3)  # lme4's REML logLik
+

@@ -101,3 +101,10 @@ def test_satterthwaite_needs_reml(flourish, sleepstudy):
 
     assert result.exit_code == 1
     assert "Satterthwaite df are available for REML fits" in result.output
+
+
+def test_the_cli_offers_the_engines_fit_lmm_accepts():
+    from analysis.mixed import ENGINES
+    from study.cli.analysis import ENGINES as CLI_ENGINES
+
+    assert CLI_ENGINES == ENGINES
