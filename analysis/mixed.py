@@ -5,8 +5,8 @@ engines that give the same answers:
 
 - ``fast`` (default): `analysis.lmm_fast`, lme4's profiled-deviance formulation on batched
   per-group linear algebra;
-- ``statsmodels``: statsmodels' MixedLM with the L-BFGS method, the reference path (its
-  Nelder-Mead diverges on lme4's sleepstudy and Powell is inaccurate there).
+- ``statsmodels``: `analysis.lmm_statsmodels`, statsmodels' MixedLM with the L-BFGS method and
+  lme4's convergence rule applied to its own score, the reference path.
 
 Warnings are collected, checked and explained, never silenced: each fit is tested for a
 singular random-effects covariance (lme4's `isSingular`), statsmodels' own warnings are passed
