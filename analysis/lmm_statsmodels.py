@@ -20,9 +20,9 @@ def fit(y, X, Z, codes, reml: bool) -> dict:
 
     statsmodels' L-BFGS can stop well short of the maximum and still report convergence
     (seen on simulated trials: score of order 10-100, log-likelihood 5 to 18 units low). So
-    lme4's rule is applied to statsmodels' own deviance gradient at its estimate (the gradient or the
-    Newton step below 0.002) and, while it fails, the fit is restarted from that estimate. This
-    never uses the fast engine, so the two stay independent.
+    lme4's rule is applied to statsmodels' own deviance gradient at its estimate (the gradient
+    or the Newton step below 0.002) and, while it fails, the fit is restarted from that
+    estimate. This never uses the fast engine, so the two stay independent.
     """
     from statsmodels.regression.mixed_linear_model import MixedLM
 
