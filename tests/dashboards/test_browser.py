@@ -50,6 +50,7 @@ def test_an_investigator_works_through_every_dashboard_page(
         ),
     )
     page.set_viewport_size({"width": 1280, "height": 900})
+    page.set_default_timeout(30_000)  # the compliance callback is the slowest on a busy machine
 
     page.goto(live_server + "/dashboard/compliance")
     assert page.url.startswith(live_server + "/login")
