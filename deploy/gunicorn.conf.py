@@ -17,3 +17,6 @@ graceful_timeout = 30
 forwarded_allow_ips = os.environ.get("FLOURISH_FORWARDED_ALLOW_IPS", "127.0.0.1")
 accesslog = "-"
 errorlog = "-"
+# gunicorn 24+ opens a control socket under $HOME; Flourish does not use it, and several
+# servers on one host would share its path.
+control_socket_disable = True

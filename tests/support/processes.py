@@ -30,6 +30,7 @@ from study.config import Settings
 ROOT = Path(__file__).resolve().parents[2]
 GUNICORN_CONF = ROOT / "deploy" / "gunicorn.conf.py"
 BIN = Path(sys.executable).parent
+STARTUP_SECONDS = 90.0
 
 
 def free_port() -> int:
@@ -123,7 +124,8 @@ class Gunicorn:
                 start_new_session=True,
             )
         try:
-            wait_for(self.url + "/healthz", process=self.process)
+            # Generous: each worker imports the whole app, slowly on a busy CI machine.
+            wait_for(self.url + "/healthz", timeout=STARTUP_SECONDS, process=self.process)
         except Exception as exc:
             self.stop()
             raise RuntimeError(f"gunicorn did not start; log:\n{self.log.read_text()}") from exc
