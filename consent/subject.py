@@ -23,18 +23,22 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from study import audit
+from study.assistant.erasure import erase_chat_texts
 from study.models import (
     Allocation,
     Arm,
+    ChatTurn,
     Consent,
     ContactPoint,
     EnrollmentProgress,
     InboundMessage,
     Interaction,
     ItemResponse,
+    MemoryNote,
     Occasion,
     OutboundMessage,
     Participant,
+    ParticipantGoal,
     ProtocolVersion,
     Response,
     Study,
@@ -187,8 +191,12 @@ def erase_subject(
 
 
 def erase_chat_content(session: Session, participant: Participant) -> int:
-    """Blank the stored text of the participant's assistant chats; metadata stays."""
-    return _run(
+    """Blank the stored text of the participant's assistant chats; metadata stays.
+
+    Both copies: the interaction log's (research data, kept only with consent) and the chat's
+    own working copy, memory notes and goals (`study.assistant.erasure`). Returns how many rows.
+    """
+    logged = _run(
         session,
         update(Interaction)
         .where(
@@ -197,6 +205,7 @@ def erase_chat_content(session: Session, participant: Participant) -> int:
         )
         .values(content_encrypted=None),
     )
+    return logged + sum(erase_chat_texts(session, participant).values())
 
 
 def purge_erased_residues(engine: Engine) -> dict:
@@ -390,6 +399,47 @@ def export_subject(
                 .order_by(col(Interaction.occurred_at), col(Interaction.id))
             )
         ],
+        "assistant": {
+            "chat": [
+                {
+                    "sent_at": _iso(turn.sent_at),
+                    "answered_at": _iso(turn.answered_at),
+                    "status": turn.status,
+                    "message": _decrypt(vault, turn.message_encrypted),
+                    "reply": _decrypt(vault, turn.reply_encrypted),
+                }
+                for turn in session.exec(
+                    select(ChatTurn)
+                    .where(ChatTurn.participant_id == pid)
+                    .order_by(col(ChatTurn.sent_at), col(ChatTurn.id))
+                )
+            ],
+            "memory_notes": [
+                {
+                    "text": _decrypt(vault, note.text_encrypted),
+                    "source": note.source,
+                    "created_at": _iso(note.created_at),
+                    "updated_at": _iso(note.updated_at),
+                }
+                for note in session.exec(
+                    select(MemoryNote)
+                    .where(MemoryNote.participant_id == pid)
+                    .order_by(col(MemoryNote.created_at), col(MemoryNote.id))
+                )
+            ],
+            "goals": [
+                {
+                    "text": _decrypt(vault, goal.text_encrypted),
+                    "created_at": _iso(goal.created_at),
+                    "updated_at": _iso(goal.updated_at),
+                }
+                for goal in session.exec(
+                    select(ParticipantGoal)
+                    .where(ParticipantGoal.participant_id == pid)
+                    .order_by(col(ParticipantGoal.created_at), col(ParticipantGoal.id))
+                )
+            ],
+        },
         "messages": {
             "outbound": [
                 {

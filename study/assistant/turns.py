@@ -18,12 +18,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, or_, update
+from sqlalchemy import or_, update
 from sqlmodel import Session, col, select
 
 from ..clock import Clock
 from ..enrollment import arm_of
-from ..models import Arm, ChatSession, ChatTurn, MemoryNote, Participant, ParticipantGoal
+from ..models import Arm, ChatSession, ChatTurn, Participant
 from ..pii import PiiVault
 from ..protocol import Protocol
 from . import memory
@@ -358,27 +358,3 @@ def _log(session, vault, chat: Chat, turn, chat_session, role, now, text, comple
         prompt_version=chat.assistant.prompt_version,
         arm_id=chat.arm.id,
     )
-
-
-def erase_chat_texts(session: Session, participant: Participant) -> dict[str, int]:
-    """Erase every text of the chat's own tables for this participant: messages and replies,
-    memory notes and goals (the interaction log's copy is consent.erase_chat_content's).
-    For withdrawal and erasure, which must call this too; counts by kind."""
-    pid = participant.id
-    blanked = session.execute(
-        update(ChatTurn)
-        .where(
-            col(ChatTurn.participant_id) == pid,
-            or_(
-                col(ChatTurn.message_encrypted).isnot(None),
-                col(ChatTurn.reply_encrypted).isnot(None),
-            ),
-        )
-        .values(message_encrypted=None, reply_encrypted=None)
-    ).rowcount
-    counts = {"chat_turns": blanked}
-    for name, model in (("memory_notes", MemoryNote), ("goals", ParticipantGoal)):
-        rows = delete(model).where(col(model.participant_id) == pid)
-        counts[name] = session.execute(rows).rowcount
-    session.flush()
-    return counts

@@ -86,6 +86,9 @@ EMAIL = "juniper.quist@example.org"
 SIGNED_NAME = "Juniper Quistgaard"
 FREE_TEXT = "my allotment on Zebedee Lane keeps me going"
 CHAT_TEXT = "I told the assistant about Marmaduke my tortoise"
+CHAT_REPLY = "Marmaduke sounds like good company"
+MEMORY_NOTE = "I walk Marmaduke round Quillfeather Park"
+GOAL_TEXT = "Phone my sister Ottoline every Sunday"
 SCREENED_AGE = 47
 SMS_BODY = "STOP texting me at 07700 900461 please, Juniper"
 EMAIL_BODY = "Dear Juniper Quistgaard, your weekly questionnaire is ready"
@@ -102,13 +105,17 @@ def populate(session, study, vault, protocol, clock):
     from study.models import (
         Allocation,
         Arm,
+        ChatSession,
+        ChatTurn,
         ContactPoint,
         EnrollmentProgress,
         InboundMessage,
         Interaction,
         ItemResponse,
+        MemoryNote,
         Occasion,
         OutboundMessage,
+        ParticipantGoal,
         Response,
     )
 
@@ -198,6 +205,29 @@ def populate(session, study, vault, protocol, clock):
                 prompt_tokens=12,
                 content_encrypted=vault.encrypt(CHAT_TEXT),
             )
+        )
+        chat = ChatSession(
+            participant_id=participant.id, arm_id=arm.id, key=f"chat-{participant.code}"
+        )
+        session.add(chat)
+        session.flush()
+        session.add(
+            ChatTurn(
+                chat_session_id=chat.id,
+                participant_id=participant.id,
+                key=f"turn-{participant.code}",
+                status="answered",
+                message_encrypted=vault.encrypt(CHAT_TEXT),
+                reply_encrypted=vault.encrypt(CHAT_REPLY),
+                sent_at=now,
+                answered_at=now,
+            )
+        )
+        session.add(
+            MemoryNote(participant_id=participant.id, text_encrypted=vault.encrypt(MEMORY_NOTE))
+        )
+        session.add(
+            ParticipantGoal(participant_id=participant.id, text_encrypted=vault.encrypt(GOAL_TEXT))
         )
         messages = []
         for status, occasion, channel, body in (

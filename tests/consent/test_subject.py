@@ -11,23 +11,29 @@ from consent import ErasureError, erase_subject, export_subject, purge_erased_re
 from study.models import (
     Allocation,
     AuditEvent,
+    ChatTurn,
     Consent,
     ContactPoint,
     EnrollmentProgress,
     InboundMessage,
     Interaction,
     ItemResponse,
+    MemoryNote,
     Occasion,
     OutboundMessage,
     Participant,
+    ParticipantGoal,
     Response,
 )
 
 from .conftest import (
+    CHAT_REPLY,
     CHAT_TEXT,
     EMAIL,
     EMAIL_BODY,
     FREE_TEXT,
+    GOAL_TEXT,
+    MEMORY_NOTE,
     PHONE,
     SCREENED_AGE,
     SIGNED_NAME,
@@ -67,6 +73,10 @@ def test_export_holds_everything_on_the_participant_decrypted(
     assert response["occasion"] == {"schedule_key": "baseline", "wave": 0}
     assert {item["item_id"]: item["text"] for item in response["items"]}["comment"] == FREE_TEXT
     assert export["interactions"][0]["content"] == CHAT_TEXT
+    [turn] = export["assistant"]["chat"]
+    assert (turn["message"], turn["reply"]) == (CHAT_TEXT, CHAT_REPLY)
+    assert [n["text"] for n in export["assistant"]["memory_notes"]] == [MEMORY_NOTE]
+    assert [g["text"] for g in export["assistant"]["goals"]] == [GOAL_TEXT]
     assert EMAIL_BODY in [m["body"] for m in export["messages"]["outbound"]]
     assert export["messages"]["inbound"][0]["body"] == SMS_BODY
     assert export["enrollment"]["screening_answers"]["age"] == SCREENED_AGE
@@ -123,6 +133,11 @@ def test_erasure_keeping_pseudonymous_data_removes_only_what_is_personal(
         ("who5_1", 3, None),
     ]
     assert session.exec(select(Interaction.content_encrypted)).all() == [None]
+    # The chat's own copy, notes and goals go too (withdrawal under `keep` already blanks them).
+    turns = session.exec(select(ChatTurn.message_encrypted, ChatTurn.reply_encrypted)).all()
+    assert turns == [(None, None)]
+    assert session.exec(select(MemoryNote)).all() == []
+    assert session.exec(select(ParticipantGoal)).all() == []
     assert set(session.exec(select(OutboundMessage.body)).all()) == {""}
     assert set(session.exec(select(InboundMessage.body)).all()) == {""}
     session.refresh(participant)
@@ -187,7 +202,8 @@ def test_erasure_is_audited_with_counts_and_never_the_values(
     assert event.details["counts"]["contact_points"] == 2
     assert event.details["keep_pseudonymous_data"] is False
     logged = json.dumps([e.details for e in session.exec(select(AuditEvent))])
-    for value in (PHONE, EMAIL, SIGNED_NAME, FREE_TEXT, CHAT_TEXT, SMS_BODY, "Juniper"):
+    values = (PHONE, EMAIL, SIGNED_NAME, FREE_TEXT, CHAT_TEXT, MEMORY_NOTE, SMS_BODY, "Juniper")
+    for value in values:
         assert value not in logged
 
 

@@ -10,12 +10,15 @@ from sqlmodel import select
 from consent import current_consent, withdraw
 from study.models import (
     AuditEvent,
+    ChatTurn,
     Consent,
     ContactPoint,
     Interaction,
     ItemResponse,
+    MemoryNote,
     Occasion,
     OutboundMessage,
+    ParticipantGoal,
     Response,
 )
 
@@ -152,13 +155,19 @@ def test_keep_keeps_answers_and_contacts_but_erases_stored_chat_text(
 
     result = _withdraw(session, participant, protocol, clock)
 
-    assert result.erasure is None and result.erased_chat_contents == 1
+    # The logged turn's text, the chat's working copy, the memory note and the goal.
+    assert result.erasure is None and result.erased_chat_contents == 4
     texts = session.exec(select(ItemResponse.text).where(ItemResponse.text.is_not(None))).all()
     assert texts == [FREE_TEXT]
     assert len(session.exec(select(Response)).all()) == 1
     assert len(session.exec(select(ContactPoint)).all()) == 2
     turn = session.exec(select(Interaction)).one()
     assert turn.content_encrypted is None and turn.prompt_tokens == 12
+    chat = session.exec(select(ChatTurn)).one()
+    assert (chat.message_encrypted, chat.reply_encrypted) == (None, None)
+    assert chat.status == "answered"  # the fact of the turn stays
+    assert session.exec(select(MemoryNote)).all() == []
+    assert session.exec(select(ParticipantGoal)).all() == []
 
 
 def test_erase_erases_everything_personal_on_withdrawal(

@@ -12,6 +12,7 @@ from sqlmodel import select
 
 from study.assistant import turns
 from study.assistant.client import ChatClient, ProviderTimeout, RateLimited
+from study.assistant.erasure import erase_chat_texts
 from study.models import ChatSession, ChatTurn, Interaction
 from tests.fakes.openai_server import TEST_API_KEY
 from tests.study.assistant.enrolled import enroll
@@ -259,7 +260,7 @@ def test_erasing_a_participants_chat_texts_leaves_nothing_readable_and_spares_ot
     pending = turns.submit(session, vault, alice, "Unanswered", now=clock.now())
     session.commit()
 
-    counts = turns.erase_chat_texts(session, alice.participant)
+    counts = erase_chat_texts(session, alice.participant)
     session.commit()
     assert counts == {"chat_turns": 2, "memory_notes": 1, "goals": 1}
     mine = ChatTurn.participant_id == alice.participant.id
