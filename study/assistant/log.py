@@ -1,21 +1,22 @@
 """The interaction log: one row per turn, from the chat proxy or the ingest API.
 
-`record_interaction` is the only writer. It is idempotent by `(study_id, event_id)`, so a client
-may resend a turn (after a timeout, say) without creating a second one; resending the same event
-id with different data is an error, never a silent overwrite. Metadata (who, when, session,
-role, latency, tokens, model, prompt version) is always kept. The text is kept only while the
-participant's active consent says yes to `store_chat_content`, and then with phone numbers and
-email addresses redacted and the result encrypted with the PII vault.
+`record_interaction` records one turn (the chat page's writer); `ingest.ingest_events` applies
+the same rules, built from the functions here, to a batch from the ingest API. Both are
+idempotent by `(study_id, event_id)`, so a client may resend a turn (after a timeout, say)
+without creating a second one; resending the same event id with different data is an error,
+never a silent overwrite. Metadata (who, when, session, role, latency, tokens, model, prompt
+version) is always kept. The text is kept only while the participant's active consent says yes
+to `store_chat_content`, and then with phone numbers and email addresses redacted and the
+result encrypted with the PII vault.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlmodel import Session, col, select
+from sqlmodel import Session, select
 
 from consent.signing import current_consent
 from study.models import Allocation, Interaction, Participant
@@ -94,120 +95,94 @@ def record_interaction(
 
     Adds to the session and flushes; never commits, the caller's unit of work decides.
     """
-    _check(locals())
+    check_turn(locals())
     if participant.study_id != study_id:
         raise InteractionError(f"participant {participant.code} is not in study {study_id}")
     if arm_id is None:
         arm_id = session.exec(
             select(Allocation.arm_id).where(Allocation.participant_id == participant.id)
         ).first()
-    values = {
-        "study_id": study_id,
-        "participant_id": participant.id,
-        "arm_id": arm_id,
-        "event_id": event_id,
-        "session_id": session_id,
-        "role": role,
-        "source": source,
-        "occurred_at": occurred_at,
-        "latency_ms": latency_ms,
-        "prompt_tokens": prompt_tokens,
-        "completion_tokens": completion_tokens,
-        "model": model,
-        "prompt_version": prompt_version,
-    }
+    values = turn_values(locals(), participant_id=participant.id, arm_id=arm_id)
     redacted = redact(content) if content is not None else None
 
     existing = _find(session, study_id, event_id)
     if existing is None:
-        if participant.status not in _RECORDING:
-            raise InteractionError(
-                f"participant {participant.code} is {participant.status}: no turns are recorded"
-            )
-        enrolled_at = participant.enrolled_at
-        if enrolled_at is not None and occurred_at < enrolled_at - CLOCK_SKEW:
-            raise InteractionError(
-                f"occurred_at {occurred_at.isoformat()} is before participant "
-                f"{participant.code} enrolled"
-            )
+        refusal = refusal_for(participant, occurred_at)
+        if refusal:
+            raise InteractionError(refusal)
         stored = None
         if redacted is not None and stores_content(session, participant):
             stored = vault.encrypt(redacted)
-        new_id = _insert(session, {**values, "content_encrypted": stored})
-        if new_id is not None:
-            return session.get(Interaction, new_id), True
+        if insert_turns(session, [{**values, "content_encrypted": stored}]):
+            return _find(session, study_id, event_id), True
         existing = _find(session, study_id, event_id)  # another writer won the race
-    _check_same(existing, values, redacted, vault)
+    differing = differences(existing, values, redacted, vault)
+    if differing:
+        raise InteractionConflict(conflict_message(event_id, differing))
     return existing, False
 
 
-@dataclass(frozen=True)
-class EventOutcome:
-    """What became of one event of an ingested batch."""
-
-    index: int
-    event_id: str
-    status: str  # accepted (stored now), duplicate (stored before, same data) or rejected
-    reason: str = ""
-
-    def to_dict(self) -> dict:
-        outcome = {"index": self.index, "event_id": self.event_id, "status": self.status}
-        return {**outcome, "reason": self.reason} if self.reason else outcome
+def turn_values(arguments: Mapping, *, participant_id: int, arm_id: int | None) -> dict:
+    """The Interaction columns of a turn (all but the content) from `record_interaction`'s
+    arguments, which `check_turn` has accepted."""
+    names = ("study_id", "event_id", "session_id", "role", "source", "occurred_at")
+    names += ("latency_ms", "prompt_tokens", "completion_tokens", "model", "prompt_version")
+    return {
+        **{name: arguments[name] for name in names},
+        "participant_id": participant_id,
+        "arm_id": arm_id,
+    }
 
 
-def ingest_events(
-    session: Session,
-    *,
-    vault: PiiVault,
-    study_id: int,
-    events: Sequence[Mapping],
-    now: datetime,
-) -> list[EventOutcome]:
-    """Record a batch of turns sent by an assistant running elsewhere, in one transaction.
+def refusal_for(participant: Participant, occurred_at: datetime) -> str:
+    """Why a new turn of this participant at this time cannot be recorded ('' if it can)."""
+    if participant.status not in _RECORDING:
+        return f"participant {participant.code} is {participant.status}: no turns are recorded"
+    enrolled_at = participant.enrolled_at
+    if enrolled_at is not None and occurred_at < enrolled_at - CLOCK_SKEW:
+        return (
+            f"occurred_at {occurred_at.isoformat()} is before participant "
+            f"{participant.code} enrolled"
+        )
+    return ""
 
-    Each event is a mapping with `record_interaction`'s keyword arguments, except that the
-    participant is given by `participant` (their pseudonymous code) and `source` is `ingest`.
-    Codes are looked up in `study_id` only, so a code from another study is as unknown as a
-    made-up one. Events that cannot be recorded (unknown participant, withdrawn, in the
-    future, conflicting with a stored event) are rejected with a reason; the others are stored
-    or found to be duplicates. The caller commits.
-    """
-    codes = {event["participant"] for event in events}
-    rows = session.exec(
-        select(Participant, Allocation.arm_id)
-        .join(Allocation, col(Allocation.participant_id) == Participant.id, isouter=True)
-        .where(Participant.study_id == study_id, col(Participant.code).in_(codes))
-    ).all()
-    participants = {participant.code: (participant, arm_id) for participant, arm_id in rows}
-    outcomes = []
-    for index, event in enumerate(events):
-        fields = {key: value for key, value in event.items() if key != "participant"}
-        found = participants.get(event["participant"])
-        reason = ""
-        if found is None:
-            reason = f"unknown participant {event['participant']!r}"
-        elif event["occurred_at"] > now + CLOCK_SKEW:
-            reason = "occurred_at is in the future"
-        if reason:
-            outcomes.append(EventOutcome(index, event["event_id"], "rejected", reason))
-            continue
-        participant, arm_id = found
-        try:
-            _, created = record_interaction(
-                session,
-                vault=vault,
-                study_id=study_id,
-                participant=participant,
-                source="ingest",
-                arm_id=arm_id,
-                **fields,
-            )
-        except InteractionError as exc:
-            outcomes.append(EventOutcome(index, event["event_id"], "rejected", str(exc)))
-            continue
-        status = "accepted" if created else "duplicate"
-        outcomes.append(EventOutcome(index, event["event_id"], status))
-    return outcomes
+
+def differences(
+    existing: Interaction | Mapping, values: Mapping, redacted: str | None, vault: PiiVault
+) -> list[str]:
+    """The fields in which a resent turn differs from the stored one (text only when both
+    have it: the stored one may lack it for want of consent)."""
+    stored = dict(existing) if isinstance(existing, Mapping) else existing.model_dump()
+    differing = [name for name in _COMPARED if stored[name] != values[name]]
+    text = stored.get("content")
+    if text is None and stored.get("content_encrypted") is not None:
+        text = vault.decrypt(stored["content_encrypted"])
+    if redacted is not None and text is not None and text != redacted:
+        differing.append("content")
+    return differing
+
+
+def conflict_message(event_id: str, differing: list[str]) -> str:
+    return f"event {event_id!r} was already recorded with different {', '.join(differing)}"
+
+
+def insert_turns(session: Session, rows: list[dict]) -> set[str]:
+    """Insert the rows whose event id is new to their study (ON CONFLICT DO NOTHING, so
+    concurrent writers cannot both insert one event); returns the event ids inserted."""
+    if not rows:
+        return set()
+    dialect = session.get_bind().dialect.name
+    insert = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}[dialect]
+    table = Interaction.__table__
+    statement = (
+        insert(table)
+        .on_conflict_do_nothing(index_elements=["study_id", "event_id"])
+        .returning(table.c.event_id)
+    )
+    # Interaction(...) applies the model's defaults (recorded_at) as the ORM would. One
+    # statement with many parameter sets: SQLAlchemy batches it into multi-row INSERTs.
+    parameters = [Interaction(**row).model_dump(exclude={"id"}) for row in rows]
+    return set(session.execute(statement, parameters).scalars())
 
 
 def stores_content(session: Session, participant: Participant) -> bool:
@@ -223,7 +198,8 @@ def decrypt_content(interaction: Interaction, vault: PiiVault) -> str | None:
     return vault.decrypt(interaction.content_encrypted)
 
 
-def _check(args: dict) -> None:
+def check_turn(args: Mapping) -> None:
+    """Raise InteractionError unless the turn's fields are well-formed."""
     if args["role"] not in ROLES:
         raise InteractionError(f"role {args['role']!r}: use one of {', '.join(ROLES)}")
     if args["source"] not in SOURCES:
@@ -254,30 +230,3 @@ def _find(session: Session, study_id: int, event_id: str) -> Interaction | None:
         Interaction.study_id == study_id, Interaction.event_id == event_id
     )
     return session.exec(query).first()
-
-
-def _insert(session: Session, values: dict) -> int | None:
-    """Insert unless the event id exists; the new row's id, or None if it already did."""
-    dialect = session.get_bind().dialect.name
-    insert = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}[dialect]
-    row = Interaction(**values)  # applies defaults (recorded_at) the same way the ORM would
-    data = row.model_dump(exclude={"id"})
-    statement = (
-        insert(Interaction.__table__)
-        .values(**data)
-        .on_conflict_do_nothing(index_elements=["study_id", "event_id"])
-        .returning(Interaction.__table__.c.id)
-    )
-    return session.execute(statement).scalar_one_or_none()
-
-
-def _check_same(existing: Interaction, values: dict, redacted: str | None, vault: PiiVault) -> None:
-    differing = [name for name in _COMPARED if getattr(existing, name) != values[name]]
-    stored = decrypt_content(existing, vault)
-    if redacted is not None and stored is not None and stored != redacted:
-        differing.append("content")
-    if differing:
-        raise InteractionConflict(
-            f"event {existing.event_id!r} was already recorded with different "
-            f"{', '.join(differing)}"
-        )

@@ -24,7 +24,8 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from werkzeug.exceptions import HTTPException
 
 from study.assistant import apikeys
-from study.assistant.log import ROLES, ingest_events
+from study.assistant.ingest import ingest_events
+from study.assistant.log import ROLES
 
 from .context import db, services
 
