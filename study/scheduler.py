@@ -72,6 +72,7 @@ def standard_tasks(settings: Settings) -> list[TickTask]:
     This is where periodic work is registered. With no tasks the ticker still beats, so
     `/healthz` can tell that it runs.
     """
+    from .assistant.turns import close_idle_conversations
     from .compliance import sweep_task
     from .schedule.dispatch import dispatch_task
     from .schedule.horizon import horizon_task
@@ -88,6 +89,14 @@ def standard_tasks(settings: Settings) -> list[TickTask]:
         transactional(
             "sms_surveys.expire",
             lambda session, now: expire_conversations(session, now=now),
+        )
+    )
+    # Assistant chats idle past their timeout are closed and their working text blanked, also
+    # for participants who never come back (the research copy is the interaction log).
+    tasks.append(
+        transactional(
+            "assistant.close_idle",
+            lambda session, now: close_idle_conversations(session, now=now),
         )
     )
     return tasks

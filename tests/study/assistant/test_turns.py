@@ -288,3 +288,22 @@ def test_the_tick_closes_idle_conversations_of_participants_who_never_come_back(
     (turn,) = session.exec(select(ChatTurn)).all()
     assert (turn.message_encrypted, turn.reply_encrypted) == (None, None)
     assert turns.close_idle_conversations(session, now=clock.now()) == 0
+
+
+def test_the_scheduler_runs_the_idle_close_on_every_tick(
+    session, vault, trial, clock, client, settings
+):
+    from study.scheduler import standard_tasks, tick_once
+
+    chat = chat_of(session, trial, clock)
+    say(session, vault, chat, client, clock, "Then silence")
+    session.commit()
+    clock.advance(turns.SESSION_IDLE)
+
+    tick_once(session.get_bind(), clock, standard_tasks(settings))
+
+    session.expire_all()
+    (conversation,) = session.exec(select(ChatSession)).all()
+    assert conversation.ended_at is not None
+    (turn,) = session.exec(select(ChatTurn)).all()
+    assert (turn.message_encrypted, turn.reply_encrypted) == (None, None)
