@@ -78,16 +78,22 @@ class UsageEvents:
 
 
 def usage_by_participant_week(
-    session: Session, study_id: int, *, now: datetime | None = None
+    session: Session,
+    study_id: int,
+    *,
+    now: datetime | None = None,
+    events: UsageEvents | None = None,
 ) -> pd.DataFrame:
     """One row per enrolled participant and week since enrollment, with the usage measures.
 
     Columns: WEEK_COLUMNS (see the module docstring for each definition). Weeks run from 0 to
     the week containing `now` (default: the current time) or the participant's withdrawal,
     whichever is earlier; weeks without use are rows of zeros (NaN for the two ratios). Use
-    stamped in a later week than that (after `now`) is not counted yet.
+    stamped in a later week than that (after `now`) is not counted yet. `events` (from
+    `load_usage_events`) saves reading the log again when it was read for `usage_before`.
     """
-    events = load_usage_events(session, study_id, now=now)
+    if events is None:
+        events = load_usage_events(session, study_id, now=now)
     people = events.participants
     weeks = np.maximum((people["end"].to_numpy() - people["start"].to_numpy()) // WEEK + 1, 0)
     first_row = np.concatenate([[0], np.cumsum(weeks)])
@@ -130,6 +136,7 @@ def usage_before(
     occasions: pd.DataFrame,
     *,
     window_days: float = 7.0,
+    events: UsageEvents | None = None,
 ) -> pd.DataFrame:
     """`occasions` with the usage in the `window_days` before each occasion added as columns
     `usage_sessions`, `usage_turns`, `usage_active_minutes`, `usage_night_share` and
@@ -138,9 +145,11 @@ def usage_before(
     `occasions` needs the analysis contract's columns `participant` (code) and `days` (days from
     enrollment to the occasion's due time). The window is `[due - window_days, due)`; sessions
     count when they start in it. Participants unknown to the study, or rows without `days`, get
-    NaN throughout. Other columns and the row order are kept.
+    NaN throughout. Other columns and the row order are kept. `events` as for
+    `usage_by_participant_week`.
     """
-    events = load_usage_events(session, study_id)
+    if events is None:
+        events = load_usage_events(session, study_id)
     people = events.participants
     positions = pd.Series(people.index.to_numpy(), index=people["participant"].to_numpy())
     pos = occasions["participant"].map(positions)

@@ -13,7 +13,12 @@ import pandas as pd
 import pytest
 from cryptography.fernet import Fernet
 
-from study.assistant.usage import WEEK_COLUMNS, usage_before, usage_by_participant_week
+from study.assistant.usage import (
+    WEEK_COLUMNS,
+    load_usage_events,
+    usage_before,
+    usage_by_participant_week,
+)
 from study.models import Interaction, Participant
 from study.pii import PiiVault
 
@@ -194,3 +199,14 @@ def test_participants_who_never_used_the_assistant_have_zero_rows(session):
         session, quiet.study.id, pd.DataFrame({"participant": ["P-QUIET"], "days": [7.0]})
     )
     assert before.loc[0, "usage_sessions"] == 0
+
+
+def test_the_log_read_once_serves_both_measures(session, trial):
+    events = load_usage_events(session, trial.study.id, now=NOW)
+    weekly = usage_by_participant_week(session, trial.study.id, now=NOW, events=events)
+    pd.testing.assert_frame_equal(
+        weekly, usage_by_participant_week(session, trial.study.id, now=NOW)
+    )
+    occasions = pd.DataFrame({"participant": ["P-ADA"], "days": [7.0]})
+    before = usage_before(session, trial.study.id, occasions, events=events)
+    assert before.loc[0, "usage_turns"] == 5
