@@ -37,6 +37,7 @@ class Settings:
     email_per_second: float = 5.0
     send_max_attempts: int = 5
     send_retry_seconds: float = 30.0
+    assistant_timeout_seconds: float = 60.0
     twilio_account_sid: str = ""
     twilio_auth_token: str = ""
     twilio_from: str = ""
@@ -88,6 +89,7 @@ class Settings:
             "email_per_second": _float(env_vars, "FLOURISH_EMAIL_PER_SECOND", 5.0),
             "send_max_attempts": _int(env_vars, "FLOURISH_SEND_MAX_ATTEMPTS", 5),
             "send_retry_seconds": _float(env_vars, "FLOURISH_SEND_RETRY_SECONDS", 30.0),
+            "assistant_timeout_seconds": _float(env_vars, "FLOURISH_ASSISTANT_TIMEOUT", 60.0),
             "twilio_account_sid": env_vars.get("TWILIO_ACCOUNT_SID", ""),
             "twilio_auth_token": env_vars.get("TWILIO_AUTH_TOKEN", ""),
             "twilio_from": env_vars.get("TWILIO_FROM", ""),

@@ -33,6 +33,8 @@ def create_app(
         REMEMBER_COOKIE_HTTPONLY=True,
         MAX_CONTENT_LENGTH=2 * 1024 * 1024,
         TESTING=settings.env == "test",
+        # Seconds the chat waits between bytes of an assistant's reply (tests shorten it).
+        FLOURISH_ASSISTANT_TIMEOUT=settings.assistant_timeout_seconds,
     )
     app.extensions["flourish"] = Services(
         settings=settings,

@@ -89,3 +89,15 @@ def test_twilio_and_smtp_are_used_when_configured(tmp_path):
     assert settings.sms_backend == "twilio"
     assert settings.email_backend == "smtp"
     assert settings.public_url == "https://study.example.org"
+
+
+def test_the_assistant_timeout_comes_from_the_environment_into_the_app(tmp_path):
+    from study.web import create_app
+
+    settings = Settings.from_env(
+        {"FLOURISH_ASSISTANT_TIMEOUT": "12.5"}, instance_path=tmp_path / "instance"
+    )
+    assert settings.assistant_timeout_seconds == 12.5
+    assert Settings.from_env({}, instance_path=tmp_path).assistant_timeout_seconds == 60.0
+    app = create_app(settings)
+    assert app.config["FLOURISH_ASSISTANT_TIMEOUT"] == 12.5
