@@ -53,10 +53,10 @@ def likelihood_ratio_test(smaller: LmmResult, larger: LmmResult) -> LikelihoodRa
     """
     if smaller.reml != larger.reml:
         raise ValueError("both models must be fitted by the same criterion (REML or ML)")
-    if (smaller.n_obs, smaller.n_groups, smaller.groups) != (
+    if (smaller.n_obs, smaller.groups, smaller.rows_fingerprint) != (
         larger.n_obs,
-        larger.n_groups,
         larger.groups,
+        larger.rows_fingerprint,
     ):
         raise ValueError(
             "the models were fitted to different rows or groups "

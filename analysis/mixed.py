@@ -16,6 +16,7 @@ on with what the check found, and a fit that did not converge says so.
 from __future__ import annotations
 
 import functools
+import hashlib
 import math
 import re
 from collections.abc import Callable
@@ -67,6 +68,9 @@ class LmmResult:
     df_method: str = "wald"
     conf_level: float = 0.95
     warnings: list[str] = field(default_factory=list)
+    # sha256 of the outcome and group of every modelled row, in order: a likelihood-ratio test
+    # needs both models fitted to the same rows, not just as many.
+    rows_fingerprint: str = field(default="", repr=False)
     # Satterthwaite's df of a contrast vector over the fixed effects (REML fits of the fast
     # engine; None otherwise). Used by `analysis.inference.contrasts`; not part of to_dict().
     satterthwaite_df: Callable[[np.ndarray], float] | None = field(
@@ -383,4 +387,7 @@ def fit_lmm(
         conf_level=conf_level,
         warnings=notes,
         satterthwaite_df=raw.get("satterthwaite_df"),
+        rows_fingerprint=hashlib.sha256(
+            design.y.tobytes() + design.codes.astype(np.int64).tobytes()
+        ).hexdigest(),
     )

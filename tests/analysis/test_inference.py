@@ -94,6 +94,14 @@ def test_lrt_refuses_models_of_different_data_or_not_nested(sleepstudy):
 
     with pytest.raises(ValueError, match="different rows"):
         likelihood_ratio_test(fewer_rows, full)
+    # As many rows, but not the same ones: subject 308's first day missing here, its last there.
+    first = sleepstudy.drop(index=0)
+    last = sleepstudy.drop(index=9)
+    with pytest.raises(ValueError, match="different rows"):
+        likelihood_ratio_test(
+            fit_lmm(first, "Reaction ~ 1", "Subject", "~Days", reml=False),
+            fit_lmm(last, "Reaction ~ Days", "Subject", "~Days", reml=False),
+        )
     with pytest.raises(ValueError, match="not a subset"):
         likelihood_ratio_test(other, full)
     with pytest.raises(ValueError, match="more parameters"):
