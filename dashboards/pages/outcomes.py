@@ -77,7 +77,7 @@ def _blinding_card(study_id: int) -> html.Section:
             [html.P(status, className="unblinded"), html.Div(id=f"{ID}-unblinded")],
             className="card",
         )
-    parts = [
+    form = [
         html.P(
             "Blinded: arms appear as letters to every role until an investigator unblinds "
             "the study. Unblinding is for the whole study, for good, and audited.",
@@ -85,14 +85,16 @@ def _blinding_card(study_id: int) -> html.Section:
         )
     ]
     if can("unblind"):
-        parts += [
+        form += [
             html.Label(
                 ["Reason for unblinding", dcc.Textarea(id=f"{ID}-reason", maxLength=1000)],
                 className="filter",
             ),
             html.Button("Unblind study", id=f"{ID}-unblind", className="unblind"),
         ]
-    return html.Section([*parts, html.Div(id=f"{ID}-unblinded")], className="card")
+    return html.Section(
+        [html.Div(form, id=f"{ID}-blinded"), html.Div(id=f"{ID}-unblinded")], className="card"
+    )
 
 
 def _trajectories(view: View, outcome: str | None, *values):
@@ -116,6 +118,7 @@ def register(app) -> None:
 
     @app.callback(
         Output(f"{ID}-unblinded", "children"),
+        Output(f"{ID}-blinded", "hidden"),
         Output(f"{ID}-arm", "options"),
         Output(f"{ID}-arm", "value"),
         Input(f"{ID}-unblind", "n_clicks"),
@@ -136,12 +139,12 @@ def register(app) -> None:
             )
         except blinding.BlindingError as exc:
             session.rollback()
-            return notice(f"Not unblinded: {exc}."), no_update, no_update
+            return notice(f"Not unblinded: {exc}."), False, no_update, no_update
         session.commit()
         # The arm filter offered letters; from now on it offers the arms' keys.
         view = View.of(int(study_id), outcomes=True)
         text = f"Unblinded on {done.at:%Y-%m-%d %H:%M} UTC by {done.actor}: {done.reason}"
-        return html.P(text, className="unblinded"), sorted(view.labels.values()), []
+        return html.P(text, className="unblinded"), True, sorted(view.labels.values()), []
 
     def produce(view: View, *values):
         *filters, outcome = values

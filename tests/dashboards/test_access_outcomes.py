@@ -72,6 +72,7 @@ def unblind_call(dash_post, study, token, reason="database locked"):
     return dash_post(
         [
             ("outcomes-unblinded", "children"),
+            ("outcomes-blinded", "hidden"),
             ("outcomes-arm", "options"),
             ("outcomes-arm", "value"),
         ],
@@ -129,6 +130,7 @@ def test_an_investigator_unblinds_the_study_for_everyone_and_it_is_audited(
     body = response.get_json()["response"]
     assert "Unblinded on" in json.dumps(body["outcomes-unblinded"])
     assert sorted(body["outcomes-arm"]["options"]) == sorted(KEYS)
+    assert body["outcomes-blinded"]["hidden"] is True  # the reason and button go away
     [event] = events(app, "study.unblinded")
     assert event.actor.startswith("researcher:investigator-")
     assert (event.entity_id, event.details) == (
