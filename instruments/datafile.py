@@ -156,7 +156,18 @@ class YamlDocument:
 
 def load_yaml(text: str, source_name: str) -> tuple[YamlDocument, list[Problem]]:
     """Parse `text`; problems (syntax errors, duplicate keys) name `source_name` and a line."""
-    loader = _Loader(text)
+    try:
+        # The reader checks every character up front, in the constructor.
+        loader = _Loader(text)
+    except yaml.reader.ReaderError as exc:
+        line = text.count("\n", 0, max(exc.position, 0)) + 1
+        message = (
+            f"a character YAML does not allow: U+{exc.character:04X} "
+            "(control characters are not permitted; was the file saved as text?)"
+            if isinstance(exc.character, int)
+            else f"a character YAML does not allow: {exc.character!r}"
+        )
+        return YamlDocument(None), [Problem(source_name, line, "", message)]
     try:
         node = loader.get_single_node()
     except yaml.MarkedYAMLError as exc:

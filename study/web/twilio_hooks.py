@@ -12,6 +12,7 @@ proxy. A missing or wrong signature gets 403 and nothing is stored. The work its
 from __future__ import annotations
 
 import logging
+import re
 
 from flask import Blueprint, Flask, Response, abort, request
 from twilio.request_validator import RequestValidator
@@ -25,6 +26,10 @@ from .context import db, services
 
 log = logging.getLogger("flourish.web.twilio")
 bp = Blueprint("twilio_hooks", __name__, url_prefix="/twilio")
+
+# Twilio's ids are two letters and 32 hex digits; anything else (over-long, NUL) is not Twilio's,
+# and a NUL character cannot even be looked up in PostgreSQL, so it is refused before any query.
+_PROVIDER_ID = re.compile(r"[A-Za-z0-9]{1,64}")
 
 
 def init_app(app: Flask) -> None:
@@ -54,11 +59,18 @@ def public_url() -> str:
     return f"{url}?{query}" if query else url
 
 
+def _message_sid() -> str:
+    sid = request.form.get("MessageSid") or request.form.get("SmsSid") or ""
+    if not _PROVIDER_ID.fullmatch(sid):
+        abort(400)
+    return sid
+
+
 @bp.post("/sms")
 def inbound_sms():
-    sid = request.form.get("MessageSid") or request.form.get("SmsSid") or ""
+    sid = _message_sid()
     sender = request.form.get("From", "")
-    if not sid or not sender:
+    if not sender or "\x00" in sender:
         abort(400)
     session = db()
     result = receive_sms(
@@ -66,7 +78,8 @@ def inbound_sms():
         services().pii,
         provider_message_id=sid,
         sender=sender,
-        body=request.form.get("Body", ""),
+        # No phone sends NUL; PostgreSQL text cannot hold it.
+        body=request.form.get("Body", "").replace("\x00", ""),
         now=services().clock.now(),
     )
     session.commit()
@@ -80,7 +93,7 @@ def inbound_sms():
 
 @bp.post("/status")
 def delivery_status():
-    sid = request.form.get("MessageSid") or request.form.get("SmsSid") or ""
+    sid = _message_sid()
     status = request.form.get("MessageStatus") or request.form.get("SmsStatus") or ""
     session = db()
     apply_status(

@@ -7,7 +7,6 @@ import re
 from pathlib import Path
 
 import pytest
-import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -114,18 +113,12 @@ def test_a_mutated_protocol_loads_or_fails_with_file_and_line(lines):
             assert 1 <= problem.line <= max(len(lines), 1) + 1 or problem.file != SOURCE
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=yaml.reader.ReaderError,
-    reason="instruments.datafile.load_yaml builds its PyYAML loader outside the try, and the "
-    "reader rejects a control character in its constructor: a YAMLError escapes instead of a "
-    "Problem at the character's line. Found by the fuzz test above; remove this mark when fixed.",
-)
 def test_a_control_character_is_a_problem_at_its_line_not_a_crash():
     lines = list(LINES)
     slug = next(i for i, line in enumerate(lines) if line.strip().startswith("slug:"))
     lines[slug] = "  slug: \x1f"
-    try:
+    with pytest.raises(ProtocolError) as caught:
         parse_protocol("\n".join(lines) + "\n", SOURCE, EXAMPLE.parent)
-    except ProtocolError as error:
-        assert [(p.file, p.line) for p in error.problems][:1] == [(SOURCE, slug + 1)]
+    [problem] = caught.value.problems
+    assert (problem.file, problem.line) == (SOURCE, slug + 1)
+    assert "U+001F" in problem.message
