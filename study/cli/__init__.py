@@ -73,6 +73,7 @@ _COMMAND_MODULES = (
     "prereg",
     "protocol",
     "randomization",
+    "rehearse",
     "report",
     "schedule",
     "server",
