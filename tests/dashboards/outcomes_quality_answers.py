@@ -23,12 +23,14 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from cryptography.fernet import Fernet
+from flask import Flask
 from sqlmodel import Session, select
 
 from study.models import ContactPoint, ItemResponse, Occasion, Response
 from study.pii import PiiVault
 
-from .conftest import W1, W2, SmallStudy
+from .conftest import W1, W2, SmallStudy, build_small_study
 
 SCRIPT = "<script>alert('x')</script> I felt fine"
 SHARED_PHONE = ("+44 7700 900123", "0044-7700-900-123")
@@ -95,3 +97,19 @@ def add_answers(session: Session, small: SmallStudy, vault: PiiVault) -> None:
     contact("P-C001", "sms", SHARED_PHONE[1])
     contact("P-B001", "sms", "+44 7700 900999")
     session.commit()
+
+
+def study_with_answers(session: Session) -> SmallStudy:
+    """The small study with these answers, on `session`'s database."""
+    vault = PiiVault(Fernet.generate_key().decode())
+    small = build_small_study(session, vault)
+    add_answers(session, small, vault)
+    return small
+
+
+def answer_on_app(app: Flask, small: SmallStudy) -> SmallStudy:
+    """Add these answers to the small study already on the app's database."""
+    services = app.extensions["flourish"]
+    with Session(services.engine, expire_on_commit=False) as session:
+        add_answers(session, small, services.pii)
+    return small

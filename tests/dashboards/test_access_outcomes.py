@@ -15,7 +15,7 @@ from study.models import AuditEvent
 from tests.conftest import csrf_token_from
 
 from .conftest import EMAIL, dashboard_token
-from .outcomes_quality_answers import SCRIPT, SHARED_PHONE, add_answers
+from .outcomes_quality_answers import SCRIPT, SHARED_PHONE, answer_on_app
 
 FILTERS = ("arm", "stratum", "wave", "from", "to")
 ROLES = ("admin", "investigator", "coordinator", "analyst")
@@ -24,10 +24,7 @@ KEYS = ("instruct", "reflective", "control")
 
 @pytest.fixture
 def study(app, small_study):
-    services = app.extensions["flourish"]
-    with Session(services.engine, expire_on_commit=False) as session:
-        add_answers(session, small_study, services.pii)
-    return small_study
+    return answer_on_app(app, small_study)
 
 
 @pytest.fixture

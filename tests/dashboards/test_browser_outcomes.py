@@ -13,7 +13,7 @@ from sqlmodel import Session, select
 from study.models import AuditEvent
 from tests.conftest import TEST_PASSWORD
 
-from .outcomes_quality_answers import SCRIPT, add_answers
+from .outcomes_quality_answers import SCRIPT, answer_on_app
 from .test_browser import section, shoot
 
 pytestmark = pytest.mark.browser
@@ -21,10 +21,7 @@ pytestmark = pytest.mark.browser
 
 @pytest.fixture
 def study(app, small_study):
-    services = app.extensions["flourish"]
-    with Session(services.engine, expire_on_commit=False) as session:
-        add_answers(session, small_study, services.pii)
-    return small_study
+    return answer_on_app(app, small_study)
 
 
 def cells(table, column: int) -> list[str]:

@@ -8,7 +8,6 @@ import math
 
 import pandas as pd
 import pytest
-from cryptography.fernet import Fernet
 
 from dashboards.queries import Filters
 from dashboards.queries.outcomes import (
@@ -17,10 +16,8 @@ from dashboards.queries.outcomes import (
     study_waves,
     trajectories,
 )
-from study.pii import PiiVault
 
-from .conftest import build_small_study
-from .outcomes_quality_answers import add_answers
+from .outcomes_quality_answers import study_with_answers
 
 T_975_1 = 12.7062
 T_975_2 = 4.3027
@@ -28,10 +25,7 @@ T_975_2 = 4.3027
 
 @pytest.fixture
 def small(session):
-    vault = PiiVault(Fernet.generate_key().decode())
-    small = build_small_study(session, vault)
-    add_answers(session, small, vault)
-    return small
+    return study_with_answers(session)
 
 
 def rows(frame):

@@ -6,7 +6,6 @@ from __future__ import annotations
 from datetime import date
 
 import pytest
-from cryptography.fernet import Fernet
 
 from dashboards.queries import Filters
 from dashboards.queries.quality import (
@@ -17,18 +16,14 @@ from dashboards.queries.quality import (
     speeding,
     straight_lining,
 )
-from study.pii import PiiVault
 
-from .conftest import EMAIL, build_small_study
-from .outcomes_quality_answers import SCRIPT, SHARED_PHONE, add_answers
+from .conftest import EMAIL
+from .outcomes_quality_answers import SCRIPT, SHARED_PHONE, study_with_answers
 
 
 @pytest.fixture
 def small(session):
-    vault = PiiVault(Fernet.generate_key().decode())
-    small = build_small_study(session, vault)
-    add_answers(session, small, vault)
-    return small
+    return study_with_answers(session)
 
 
 def identity(frame):
