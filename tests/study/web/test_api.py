@@ -153,12 +153,34 @@ def test_schema_errors_are_listed_per_event_and_nothing_is_stored(client, key, d
 
 @pytest.mark.parametrize(
     "occurred_at",
-    ["1772528400", "2026-03-03", "2026-03-03 10:00:00Z", "03/03/2026 10:00 +01:00", "yesterday"],
+    [
+        "1772528400",
+        "2026-03-03",
+        "2026-03-03 10:00:00Z",
+        "03/03/2026 10:00 +01:00",
+        "yesterday",
+        "2026-02-30T10:00:00Z",
+        "2026-03-03T10:00:00+25:00",
+    ],
 )
 def test_occurred_at_must_be_rfc3339_with_an_offset(client, key, trial, occurred_at):
     response = post(client, key, {"events": [event(1, occurred_at=occurred_at)]})
     assert response.status_code == 422
     assert [(e["index"], e["field"]) for e in response.json["errors"]] == [(0, "occurred_at")]
+
+
+@pytest.mark.parametrize(
+    ("occurred_at", "utc"),
+    [
+        ("2026-03-03T09:00:00Z", "2026-03-03T09:00:00+00:00"),
+        ("2026-03-03t10:00:00+01:00", "2026-03-03T09:00:00+00:00"),
+        ("2026-03-03T04:00:00.5-05:00", "2026-03-03T09:00:00.500000+00:00"),
+        ("2026-03-03T09:00:00.123456789z", "2026-03-03T09:00:00.123456+00:00"),
+    ],
+)
+def test_occurred_at_in_any_rfc3339_form_is_stored_in_utc(client, key, db, trial, occurred_at, utc):
+    assert post(client, key, {"events": [event(1, occurred_at=occurred_at)]}).status_code == 200
+    assert stored(db)[0].occurred_at.isoformat() == utc
 
 
 def test_numbers_given_as_json_numbers_only(client, key, trial):
