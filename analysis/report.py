@@ -14,10 +14,8 @@ HTML embeds plotly.js itself: it opens offline and fetches nothing.
 
 from __future__ import annotations
 
-import platform
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
 
 import jinja2
@@ -30,10 +28,10 @@ from study.protocol import Protocol
 from . import report_figures as figures
 from .exports import canonical_csv
 from .preregistration import Preregistration, load_preregistration
+from .provenance import software_versions
 from .report_bundle import write_bundle
 from .report_results import ReportResults, results_for_report
 
-VERSIONED = ("flourish", "numpy", "pandas", "statsmodels", "scipy", "plotly", "fpdf2")
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 
 
@@ -61,17 +59,6 @@ class ReportContent:
     reliability: pd.DataFrame
     occasion_order: list[str]
     prereg: Preregistration
-
-
-def software_versions(packages: tuple[str, ...] = VERSIONED) -> dict[str, str]:
-    """Python's version and each package's in `packages` ("not installed" if absent)."""
-    versions = {"python": platform.python_version()}
-    for package in packages:
-        try:
-            versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            versions[package] = "not installed"
-    return versions
 
 
 def build_content(

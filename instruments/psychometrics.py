@@ -22,7 +22,6 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
-import pingouin
 from scipy import optimize, stats
 
 from .schema import Instrument, Score
@@ -132,6 +131,8 @@ def cronbach_alpha(
     n, k = data.shape
     if n < 2:
         raise ValueError(f"alpha needs at least two respondents; {n} answered two or more items")
+    import pingouin  # imported on use: it loads matplotlib and seaborn (seconds at start-up)
+
     alpha, _ = pingouin.cronbach_alpha(data=data, nan_policy=missing, ci=ci)
     low, high = feldt_interval(alpha, n, k, ci)
     return AlphaResult(float(alpha), low, high, n, k, n_complete, missing)
@@ -303,6 +304,8 @@ def icc_repeated(long_df: pd.DataFrame, *, subject: str, wave: str, score: str) 
     with warnings.catch_warnings():
         # pingouin 0.7 calls a pandas API that pandas 3.1 deprecates; nothing for us to act on.
         warnings.filterwarnings("ignore", message=".*inplace keyword.*")
+        import pingouin
+
         table = pingouin.intraclass_corr(balanced, targets=subject, raters=wave, ratings=score)
     table = table.assign(
         ci_low=[float(ci[0]) for ci in table["CI95"]],

@@ -16,7 +16,7 @@ from sqlmodel import select
 from analysis.codebook import build_codebook
 from analysis.dataset import assemble
 from analysis.exports import FORMATS, ExportMeta, write_export
-from analysis.report import software_versions
+from analysis.provenance import software_versions
 
 from .. import audit
 from ..db import unit_of_work

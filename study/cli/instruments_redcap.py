@@ -14,7 +14,6 @@ import pandas as pd
 
 from instruments.catalogue import Library, UnknownInstrumentError
 from instruments.loader import InstrumentError, load_instrument
-from instruments.psychometrics import icc_repeated, reliability_by_wave
 from instruments.redcap import (
     RedcapExportError,
     RedcapImportError,
@@ -196,6 +195,9 @@ def reliability(
             )
     missing = "listwise" if listwise else "pairwise"
     try:
+        # Imported here: psychometrics loads scipy.stats and pingouin, seconds on every CLI start.
+        from instruments.psychometrics import reliability_by_wave
+
         table = reliability_by_wave(
             frame, instrument, subject=subject_column, wave=wave_column, missing=missing
         )
@@ -229,6 +231,8 @@ def _icc_lines(instrument: Instrument, frame: pd.DataFrame, subject: str, wave: 
     for score in instrument.scores:
         long = scored[[subject, wave, score.id]].dropna(subset=[score.id])
         try:
+            from instruments.psychometrics import icc_repeated
+
             result = icc_repeated(long, subject=subject, wave=wave, score=score.id)
         except ValueError as exc:
             lines.append(f"  {score.id}: not computed: {exc}")
