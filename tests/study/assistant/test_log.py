@@ -215,3 +215,29 @@ def test_occurred_at_is_kept_as_a_utc_instant(trial, session):
     session.expire_all()
     stored = session.exec(select(Interaction)).one()
     assert stored.occurred_at == datetime(2026, 3, 4, 4, 30, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(("theirs", "expected_error"), [({}, None), ({"role": "tool"}, "role")])
+def test_a_concurrent_writer_of_the_same_event_wins_cleanly(
+    trial, session, monkeypatch, theirs, expected_error
+):
+    # Their row lands after our look-up found nothing, so only the insert's ON CONFLICT sees it.
+    from study.assistant import log
+
+    ada = trial.participant("P-ADA")
+    first, _ = turn(trial, ada, **theirs)
+    real_find = log._find
+    lookups = []
+
+    def stale_then_real(*args):
+        lookups.append(1)
+        return None if len(lookups) == 1 else real_find(*args)
+
+    monkeypatch.setattr(log, "_find", stale_then_real)
+    if expected_error:
+        with pytest.raises(InteractionConflict, match=expected_error):
+            turn(trial, ada)
+    else:
+        again, created = turn(trial, ada)
+        assert (again.id, created) == (first.id, False)
+    assert len(session.exec(select(Interaction)).all()) == 1
