@@ -7,6 +7,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from dash import Input, Output, State, dcc, html, no_update
 
+from analysis.dataset import DatasetError
 from study import blinding
 from study.web.auth import current_actor
 from study.web.context import db, services
@@ -113,7 +114,10 @@ def register(app) -> None:
     )
     def update(view: View, *values):
         *filters, outcome, _unblinded = values
-        frame = _trajectories(View.of(view.study_id, outcomes=True), outcome, *filters)
+        try:
+            frame = _trajectories(View.of(view.study_id, outcomes=True), outcome, *filters)
+        except DatasetError as exc:  # a stored answer the instrument cannot score
+            return trajectory_figure(pd.DataFrame(columns=["arm"]), None), notice(str(exc))
         return trajectory_figure(frame, outcome), table(frame)
 
     @app.callback(

@@ -11,7 +11,7 @@ import json
 import pytest
 from sqlmodel import Session, select
 
-from study.models import AuditEvent
+from study.models import AuditEvent, ItemResponse, Occasion, Response
 from tests.conftest import csrf_token_from
 
 from .conftest import EMAIL, dashboard_token
@@ -259,3 +259,28 @@ def test_an_anonymous_unblind_post_is_refused(app, client, dash_post, study):
     response = unblind_call(dash_post, study, None)
     assert response.status_code == 401
     assert events(app, "study.unblinded") == []
+
+
+def test_an_answer_that_cannot_be_scored_is_reported_not_a_crash(app, as_role, dash_post, study):
+    with Session(app.extensions["flourish"].engine) as session:
+        occasion = session.exec(
+            select(Occasion).where(
+                Occasion.participant_id == study.ids["P-A001"], Occasion.wave == 2
+            )
+        ).one()
+        response = Response(
+            occasion_id=occasion.id,
+            participant_id=study.ids["P-A001"],
+            instrument_id="who5",
+            instrument_version="1",
+            channel="web",
+            status="complete",
+        )
+        session.add(response)
+        session.flush()
+        for number in range(1, 6):
+            session.add(ItemResponse(response_id=response.id, item_id=f"who5_{number}", value=9))
+        session.commit()
+    result = outcomes_call(dash_post, study, as_role("analyst"))
+    assert result.status_code == 200
+    assert "cannot be scored" in result.get_data(as_text=True)
