@@ -31,7 +31,8 @@ import consent
 from study.models import ContactPoint, InboundMessage, Participant
 from study.pii import PiiError, PiiVault
 from study.protocol import Protocol, ProtocolError
-from study.protocol.registry import current_version, load_version
+from study.protocol.registry import current_version
+from study.schedule.horizon import _SHARED_CACHE as _PROTOCOLS  # parsed versions, per process
 
 from . import optout
 from .texts import DEFAULT_LANGUAGE, contact_line, sms_sender, text
@@ -170,7 +171,7 @@ def protocol_in_force(session: Session, study_id: int) -> Protocol | None:
     if version is None:
         return None
     try:
-        return load_version(version)
+        return _PROTOCOLS.load(version)
     except ProtocolError:
         log.exception("protocol version %s of study %s cannot be loaded", version.id, study_id)
         return None
