@@ -167,7 +167,9 @@ class Browser:
         response = self.client.post("/p/chat/messages", data={"csrf_token": token, "message": text})
         if response.status_code != 303:
             return False
-        return "Thank you for telling me" in self._page("/p/chat/")
+        after = self._page("/p/chat/")
+        last_turn = after.rsplit('class="chat-turn ', 1)[-1]
+        return last_turn.startswith('chat-from-assistant"')
 
 
 class Phone:

@@ -223,10 +223,16 @@ class Rehearsal:
     # --- participants' actions ------------------------------------------------------------------
 
     def _guard(self, person: Persona, what: str, action: Callable[[], None]) -> None:
+        """Run a participant's action; what goes wrong is a finding, not the end of the run."""
         try:
             action()
         except JourneyError as exc:
             self.ledger.problems.append(f"participant {person.index} {what}: {exc}")
+        except Exception as exc:  # a server error (500) on one of the pages
+            first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+            self.ledger.problems.append(
+                f"participant {person.index} {what}: server error {type(exc).__name__}: {first}"
+            )
 
     def _enrol(self, person: Persona) -> None:
         comprehension = {q.id: q.correct for q in self.protocol.model.consent.comprehension}
