@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from dash import Dash, Input, Output, dcc, html
-from flask import Flask
+from flask import Flask, request
 
 from study.web.context import db
 
@@ -66,7 +66,10 @@ def init_app(app: Flask) -> Dash:
 
 
 def _shell():
-    choices = studies(db())
+    # Dash also builds the layout once to validate it, on the first request the server gets,
+    # whatever its path (/healthz on a database not yet migrated, say): only a dashboard
+    # request may query the database.
+    choices = studies(db()) if request.path.startswith(PREFIX) else []
     options = [{"label": f"{study.title} ({study.slug})", "value": study.id} for study in choices]
     return html.Div(
         [
