@@ -158,6 +158,16 @@ def _http_error(exc: HTTPException):
     return _api_error(ApiError(exc.code or 500, code, message))
 
 
+@bp.app_errorhandler(404)
+@bp.app_errorhandler(405)
+def _routing_error(exc: HTTPException):
+    """Unknown paths and wrong methods under /api/ are routed before any blueprint sees them;
+    machine clients still get the API's JSON error rather than an HTML page."""
+    if request.path == bp.url_prefix or request.path.startswith(bp.url_prefix + "/"):
+        return _http_error(exc)
+    return exc
+
+
 @bp.post("/interactions")
 def ingest_interactions():
     session = db()
