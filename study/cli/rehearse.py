@@ -66,7 +66,7 @@ def rehearse(participants: int, seed: int, out_dir: Path, database_url: str | No
     # This process only: the allocation seed and the assistants' keys the protocol names.
     os.environ["FLOURISH_ALLOCATION_SEED"] = f"rehearsal-{seed}"
     for name in assistant_key_envs(rehearsal_protocol("http://127.0.0.1/v1")):
-        os.environ.setdefault(name, "rehearsal-key")
+        os.environ[name] = os.environ.get(name) or "rehearsal-key"
     twilio_token = secrets.token_hex(16)
     with MailSink() as mail, LocalAssistant() as assistant:
         settings = Settings.from_env(
@@ -98,7 +98,8 @@ def rehearse(participants: int, seed: int, out_dir: Path, database_url: str | No
         )
     click.echo("")
     click.echo(result.summary_table())
-    click.echo(f"report: {result.report_files.html}, {result.report_files.pdf}")
+    if result.report_files is not None:
+        click.echo(f"report: {result.report_files.html}, {result.report_files.pdf}")
     click.echo("")
     click.echo(result.checks_table())
     if not result.all_passed:

@@ -120,8 +120,22 @@ def rehearse(
     say = progress or (lambda line: None)
     prereg = lock_preregistration(engine, out, rehearsal.clock.now())
     ledger = rehearsal.run()
-    say("analysis and report ...")
-    data, files = write_study_report(engine, rehearsal.protocol.model.study.slug, prereg, out)
     say("checks ...")
     checks = run_checks(engine, settings, ledger, rehearsal.people, rehearsal.ended_at)
-    return RehearsalResult(rehearsal, ledger, checks, files, len(data))
+    say("analysis and report ...")
+    files, rows = None, 0
+    try:
+        data, files = write_study_report(engine, rehearsal.protocol.model.study.slug, prereg, out)
+        rows = len(data)
+    except Exception as exc:  # a finding of the rehearsal, reported with the other checks
+        detail = f"{type(exc).__name__}: {str(exc).strip()[:200]}"
+        checks.append(Check("the preregistered analysis and report are written", False, detail))
+    else:
+        checks.append(
+            Check(
+                "the preregistered analysis and report are written",
+                True,
+                f"{rows} dataset rows, {files.html.parent}",
+            )
+        )
+    return RehearsalResult(rehearsal, ledger, checks, files, rows)

@@ -95,7 +95,8 @@ class Rehearsal:
     """One rehearsal on `engine` (migrated, empty) with the outside world plugged in:
     `sms_gateway` (a `twilio` HttpClient with `.messages`), `mail` (a `MailSink`) and the
     OpenAI-compatible `assistant_base_url`. `settings` must carry Twilio credentials, a
-    `twilio_from` number and the SMTP host and port of `mail`."""
+    `twilio_from` number and the SMTP host and port of `mail`. A gateway with a `clock`
+    attribute (the test suite's `FakeTwilio`) is given the rehearsal's clock."""
 
     def __init__(
         self,
@@ -195,9 +196,11 @@ class Rehearsal:
             candidates = [last_tick + self.config.max_step, end]
             if self._queue:
                 candidates.append(self._queue[0][0])
-            if due is not None:
-                busy = self._report.deferred_rate or self._report.released
-                candidates.append(max(due, now + RATE_STEP) if busy or due <= now else due)
+            if due is not None and due > now:
+                candidates.append(due)
+            elif due is not None and self._report.claimed:
+                # Due but not sent yet (a full batch, or the send budget): as the real ticker.
+                candidates.append(now + RATE_STEP)
             self.clock.set(max(min(candidates), now + timedelta(seconds=1)))
         self.ended_at = self.clock.now()
         self.wall_seconds = time.monotonic() - started

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import os
 from typing import NamedTuple
 
 import pytest
@@ -30,6 +29,7 @@ from tests.fakes.openai_server import TEST_API_KEY, FakeOpenAI
 from tests.fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio
 
 PARTICIPANTS = 40
+ASSISTANT_KEYS = ("FLOURISH_ARM_INSTRUCT_API_KEY", "FLOURISH_ARM_REFLECTIVE_API_KEY")
 # More of every rare behaviour than the CLI's defaults, so that a small cohort shows each one.
 BEHAVIOUR = Behaviour(
     ineligible=0.05, opts_out=0.25, withdraws=0.2, late=0.08, invalid_sms=0.2, ema=0.15
@@ -56,7 +56,7 @@ def rehearsal(postgres_template, tmp_path_factory):
         FakeOpenAI(api_key=TEST_API_KEY) as assistant,
     ):
         env.setenv("FLOURISH_ALLOCATION_SEED", "rehearsal-test")
-        for name in ("FLOURISH_ARM_INSTRUCT_API_KEY", "FLOURISH_ARM_REFLECTIVE_API_KEY"):
+        for name in ASSISTANT_KEYS:
             env.setenv(name, TEST_API_KEY)
         settings = Settings.from_env(
             {},
@@ -122,10 +122,7 @@ def test_the_preregistered_report_is_written(rehearsal):
 def test_the_protocol_variant_only_adds_wording_and_the_local_endpoint(rehearsal):
     result = rehearsal.result
     protocol = result.rehearsal.protocol
-    assert assistant_key_envs(protocol) == [
-        "FLOURISH_ARM_INSTRUCT_API_KEY",
-        "FLOURISH_ARM_REFLECTIVE_API_KEY",
-    ]
+    assert assistant_key_envs(protocol) == list(ASSISTANT_KEYS)
     assert [arm.key for arm in protocol.model.arms] == ["instruct", "reflective", "control"]
 
 
@@ -196,8 +193,21 @@ def test_chat_content_kept_without_consent_is_found(rehearsal):
     }
 
 
-def test_the_cli_is_registered():
+def test_the_command_runs_a_short_rehearsal_with_its_own_stand_ins(tmp_path, monkeypatch):
+    """`flourish rehearse` with the package's SMS gateway, SMTP server and assistant endpoint."""
+    from click.testing import CliRunner
+
     from study.cli import main
 
-    assert "rehearse" in main.commands
-    assert os.environ.get("FLOURISH_ALLOCATION_SEED") != "rehearsal-test"  # restored
+    # The command sets these for its own process; the test restores them afterwards.
+    for name in ("FLOURISH_ALLOCATION_SEED", *ASSISTANT_KEYS):
+        monkeypatch.setenv(name, "")
+    out = tmp_path / "out"
+    result = CliRunner().invoke(
+        main, ["rehearse", "--participants", "6", "--seed", "3", "--out", str(out), "--days", "9"]
+    )
+
+    assert result.exit_code == 0, result.output
+    assert "enrolled by arm" in result.output and "FAIL" not in result.output
+    assert (out / "report" / "report.html").exists()
+    assert (out / "preregistration.yaml").exists()
