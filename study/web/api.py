@@ -20,7 +20,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from flask import Blueprint, Flask, jsonify, request
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 from werkzeug.exceptions import HTTPException
 
 from study.assistant import apikeys
@@ -52,7 +52,15 @@ def _rfc3339(value: Any) -> datetime:
     return datetime.fromisoformat(value.upper().replace("Z", "+00:00"))
 
 
-Text = Annotated[str, Field(min_length=1, max_length=100)]
+def _no_nul(value: str) -> str:
+    # PostgreSQL's text cannot hold NUL: refused here as a schema error, not a 500 at the insert.
+    if "\x00" in value:
+        raise ValueError("must not contain the NUL character (U+0000)")
+    return value
+
+
+NoNul = AfterValidator(_no_nul)
+Text = Annotated[str, Field(min_length=1, max_length=100), NoNul]
 Count = Annotated[int, Field(ge=0, le=10_000_000)]
 
 
@@ -62,7 +70,7 @@ class InteractionEvent(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     event_id: Text = Field(description="Unique per study; resending it is harmless.")
-    participant: Annotated[str, Field(min_length=1, max_length=32)] = Field(
+    participant: Annotated[str, Field(min_length=1, max_length=32), NoNul] = Field(
         description="The participant's pseudonymous code, as shown to researchers."
     )
     session_id: Text = Field(description="Groups the turns of one conversation.")
@@ -77,8 +85,8 @@ class InteractionEvent(BaseModel):
     latency_ms: Count | None = Field(default=None, description="Time to the reply, for replies.")
     prompt_tokens: Count | None = None
     completion_tokens: Count | None = None
-    model: Annotated[str, Field(max_length=200)] = ""
-    prompt_version: Annotated[str, Field(max_length=64)] = ""
+    model: Annotated[str, Field(max_length=200), NoNul] = ""
+    prompt_version: Annotated[str, Field(max_length=64), NoNul] = ""
 
 
 class InteractionBatch(BaseModel):
