@@ -153,6 +153,9 @@ def render_pdf(content: ReportContent) -> bytes:
         )
     for key, model in results.models.items():
         pdf.heading(f"Model {key}")
+        if model.fit is None:  # as the HTML report: the failure is among the deviations
+            pdf.para(f"{model.formula}: not fitted (see the deviations).")
+            continue
         pdf.para(
             f"{model.formula}; random part {model.spec.re_formula or '~ 1'} by "
             f"{model.spec.groups}; {model.fit.n_obs} observations, {model.fit.n_groups} "
