@@ -196,7 +196,7 @@ def no_invitation_lost(ledger, messages, occasions, ids: dict[int, Persona], end
             else:
                 reasons["sent"] += 1
         elif message.status in ("cancelled", "expired", "failed") and message.last_error:
-            reasons[message.last_error.split(":", 1)[0] + f" ({message.status})"] += 1
+            reasons[f"{message.status} ({message.last_error[:60]})"] += 1
         else:
             failures.append(
                 f"occasion {occasion.id}: invitation {message.status} without a reason at the end"

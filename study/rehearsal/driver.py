@@ -57,7 +57,7 @@ class RehearsalConfig:
     seed: int = 1
     start: datetime = START
     days: float = DEFAULT_DAYS
-    max_step: timedelta = timedelta(hours=6)
+    max_step: timedelta = timedelta(hours=12)
     behaviour: Behaviour = field(default_factory=Behaviour)
 
 

@@ -28,11 +28,17 @@ from study.rehearsal.protocol import assistant_key_envs
 from tests.fakes.openai_server import TEST_API_KEY, FakeOpenAI
 from tests.fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio
 
-PARTICIPANTS = 40
+PARTICIPANTS = 24
 ASSISTANT_KEYS = ("FLOURISH_ARM_INSTRUCT_API_KEY", "FLOURISH_ARM_REFLECTIVE_API_KEY")
 # More of every rare behaviour than the CLI's defaults, so that a small cohort shows each one.
 BEHAVIOUR = Behaviour(
-    ineligible=0.05, opts_out=0.25, withdraws=0.2, late=0.08, invalid_sms=0.2, ema=0.15
+    ineligible=0.05,
+    opts_out=0.3,
+    withdraws=0.25,
+    late=0.1,
+    invalid_sms=0.2,
+    ema=0.15,
+    chats_per_week=(0.2, 1.5),
 )
 
 
