@@ -25,7 +25,8 @@ from study.config import Settings
 
 from .analysis import lock_preregistration, write_study_report
 from .checks import Check, run_checks
-from .driver import Ledger, Rehearsal, RehearsalConfig
+from .driver import Rehearsal, RehearsalConfig
+from .ledger import Ledger
 from .population import Behaviour, Persona
 
 __all__ = ["Behaviour", "Check", "RehearsalConfig", "RehearsalResult", "rehearse"]

@@ -28,7 +28,7 @@ from study.models import (
 )
 from study.schedule.links import PATH_PREFIX, SALT
 
-from .driver import Ledger
+from .ledger import Ledger
 from .population import Persona
 
 SENT = ("sent", "delivered", "undelivered")

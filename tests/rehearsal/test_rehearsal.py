@@ -22,8 +22,8 @@ from study.config import Settings
 from study.db import make_engine
 from study.rehearsal import Behaviour, RehearsalConfig, RehearsalResult, rehearse
 from study.rehearsal.checks import run_checks
-from study.rehearsal.driver import Delivery
 from study.rehearsal.fakes import MailSink
+from study.rehearsal.ledger import Delivery
 from study.rehearsal.protocol import assistant_key_envs
 from tests.fakes.openai_server import TEST_API_KEY, FakeOpenAI
 from tests.fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio
