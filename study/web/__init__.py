@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Flask
+from flask import Flask, abort, request
 from flask_wtf import CSRFProtect
 from sqlalchemy.engine import Engine
 
@@ -68,8 +68,22 @@ def create_app(
     from dashboards.app import init_app as init_dashboards  # /dashboard/: its own guard and CSP
 
     init_dashboards(app)
+    app.before_request(_refuse_nul)
     app.after_request(_security_headers)
     return app
+
+
+def _refuse_nul():
+    # No browser puts NUL in a URL or a form field, and PostgreSQL's text cannot hold it: refuse
+    # it here (400) rather than fail with a 500 at the first query. Twilio's webhooks clean their
+    # own fields, and the API's JSON is checked by its schema.
+    if request.blueprint in ("twilio_hooks", "api"):
+        return None
+    fields = [*request.args.lists(), *request.form.lists()]
+    texts = [request.path, *(key for key, _ in fields), *(v for _, vs in fields for v in vs)]
+    if any("\x00" in text for text in texts):
+        abort(400)
+    return None
 
 
 def _security_headers(response):

@@ -67,6 +67,17 @@ def _private(response: Response) -> Response:
     return response
 
 
+# Ids are 32-bit integers in PostgreSQL (and SQLite's are 64-bit): a larger one in a URL names
+# nothing, and asking the database for it would fail with a 500.
+MAX_ID = 2**31 - 1
+
+
+def _existing_id(value: int) -> int:
+    if value > MAX_ID:
+        abort(404)
+    return value
+
+
 def _journey_and_chat() -> tuple[Journey, turns.Chat]:
     code = session.get(SESSION_KEY)
     journey = enrollment.load_journey(db(), code) if code else None
@@ -133,6 +144,7 @@ def send():
 @bp.post("/turns/<int:turn_id>/reply")
 def reply(turn_id: int):
     _, chat = _journey_and_chat()
+    turn_id = _existing_id(turn_id)
     if "text/event-stream" not in request.headers.get("Accept", ""):
         return _answer_without_streaming(chat, turn_id)
     participant_id = chat.participant.id
@@ -260,6 +272,7 @@ def add_text(kind: str):
 @bp.post("/<any(memory, goals):kind>/<int:entry_id>")
 def change_text(kind: str, entry_id: int):
     journey, chat, store = _texts_page(kind)
+    entry_id = _existing_id(entry_id)
     vault, now = services().pii, services().clock.now()
     try:
         if request.form.get("action") == "delete":
