@@ -239,6 +239,20 @@ def test_a_closed_survey_is_gone_and_takes_nothing(app, world, clock):
     assert stored_answers(app) == 0
 
 
+def test_a_withdrawn_participants_link_is_gone_and_takes_nothing(app, world):
+    with Session(engine_of(app)) as session:
+        participant = session.get(Participant, world.participant_id)
+        participant.status = "withdrawn"
+        session.add(participant)
+        session.commit()
+    client = app.test_client()
+    assert client.get(f"/s/{world.survey_token}").status_code == 410
+    csrf = csrf_token_from(client.get("/login").get_data(as_text=True))
+    form = {"csrf_token": csrf, "page": "1", **{f"who5.who5_{i}": "3" for i in range(1, 6)}}
+    assert client.post(f"/s/{world.survey_token}", data=form).status_code == 410
+    assert stored_answers(app) == 0
+
+
 def test_links_carry_enough_randomness_and_a_full_signature(settings, world):
     tokens = {survey_token(settings, world.occasion_id) for _ in range(50)}
     assert len(tokens) == 50  # a random nonce in every link to the same occasion
