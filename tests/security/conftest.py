@@ -1,6 +1,7 @@
 """A small world for the security tests: the example study with one enrolled participant of the
 reflective arm (assistant with memory and goals), an open survey occasion, a memory note and a
-chat turn, plus one signed-in client per persona (anonymous, participant, each researcher role).
+chat turn; and `persona(name)`, a client for each of PERSONAS (anonymous, the participant, each
+researcher role, signed in through the real login form).
 
 Each persona's session cookie is captured once and restored before every request, so a request
 that ends a session (logout, opening a portal link) does not change who makes the next one.
@@ -21,6 +22,7 @@ from study.models import Consent
 from study.protocol import load_protocol
 from study.protocol.registry import register_protocol
 from study.schedule.links import survey_token
+from study.web.participate import portal_path
 from tests.conftest import TEST_PASSWORD, csrf_token_from
 from tests.study.assistant.enrolled import enroll
 from tests.study.test_surveys import add_occasion
@@ -65,8 +67,6 @@ def enrolled_world(app, settings, clock, code: str = CODE) -> World:
         turn = turns.submit(session, services.pii, chat, "Hello there", now=clock.now())
         session.commit()
         with app.test_request_context():
-            from study.web.participate import portal_path
-
             portal = portal_path(code).removeprefix("/p/")
         return World(
             slug=registration.study.slug,

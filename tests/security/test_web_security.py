@@ -202,9 +202,16 @@ def occasion_of(app, occasion_id: int) -> Occasion:
         return session.get(Occasion, occasion_id)
 
 
+def answered_first_page(client) -> dict[str, str]:
+    """A complete, valid first survey page (WHO-5) with a CSRF token of `client`'s session."""
+    csrf = csrf_token_from(client.get("/login").get_data(as_text=True))
+    return {"csrf_token": csrf, "page": "1", **{f"who5.who5_{i}": "3" for i in range(1, 6)}}
+
+
 def tampered(token: str) -> list[str]:
     body, _, signature = token.rpartition(".")
-    flipped = signature[:-1] + ("A" if signature[-1] != "A" else "B")
+    # The first character: all six of its bits are signature (the last one's low bits are padding).
+    flipped = ("B" if signature[0] == "A" else "A") + signature[1:]
     return [
         f"{body}.{flipped}",  # altered signature
         token[:-4],  # truncated
@@ -218,23 +225,24 @@ def tampered(token: str) -> list[str]:
 def test_altered_forged_and_cross_used_links_find_nothing_and_store_nothing(app, world, settings):
     forged = survey_token(dataclasses.replace(settings, secret_key="k" * 48), world.occasion_id)
     client = app.test_client()
-    csrf = csrf_token_from(client.get("/login").get_data(as_text=True))
+    form = answered_first_page(client)
     for token in [*tampered(world.survey_token), forged, world.portal_token]:
         assert client.get(f"/s/{token}").status_code == 404, token
-        form = {"csrf_token": csrf, "page": "1", **{f"who5.who5_{i}": "3" for i in range(1, 6)}}
         assert client.post(f"/s/{token}", data=form).status_code == 404, token
     for token in [*tampered(world.portal_token), world.survey_token]:
         assert client.get(f"/p/{token}").status_code == 404, token
     assert stored_answers(app) == 0
     assert occasion_of(app, world.occasion_id).opened_at is None
+    # The same form with the real link is taken: the checks above could fail.
+    assert client.post(f"/s/{world.survey_token}", data=form).status_code == 303
+    assert stored_answers(app) > 0
 
 
 def test_a_closed_survey_is_gone_and_takes_nothing(app, world, clock):
     clock.advance(days=3)  # past the 48-hour window
     client = app.test_client()
     assert client.get(f"/s/{world.survey_token}").status_code == 410
-    csrf = csrf_token_from(client.get("/login").get_data(as_text=True))
-    form = {"csrf_token": csrf, "page": "1", **{f"who5.who5_{i}": "3" for i in range(1, 6)}}
+    form = answered_first_page(client)
     assert client.post(f"/s/{world.survey_token}", data=form).status_code == 410
     assert stored_answers(app) == 0
 
@@ -247,8 +255,7 @@ def test_a_withdrawn_participants_link_is_gone_and_takes_nothing(app, world):
         session.commit()
     client = app.test_client()
     assert client.get(f"/s/{world.survey_token}").status_code == 410
-    csrf = csrf_token_from(client.get("/login").get_data(as_text=True))
-    form = {"csrf_token": csrf, "page": "1", **{f"who5.who5_{i}": "3" for i in range(1, 6)}}
+    form = answered_first_page(client)
     assert client.post(f"/s/{world.survey_token}", data=form).status_code == 410
     assert stored_answers(app) == 0
 
