@@ -186,6 +186,11 @@ def test_every_route_has_a_row_and_every_row_a_route(app):
     assert not sorted(ACCESS.keys() - routes), "rows for routes the app does not have"
 
 
+def test_a_route_added_without_a_row_is_noticed(app):
+    app.add_url_rule("/studies/<slug>/secret", "secret", lambda slug: "", methods=["POST"])
+    assert app_routes(app) - ACCESS.keys() == {("/studies/<slug>/secret", "POST")}
+
+
 @pytest.mark.parametrize("name", PERSONAS)
 def test_each_persona_reaches_exactly_what_the_table_says(name, persona, world):
     column = PERSONAS.index(name)
