@@ -252,11 +252,12 @@ def chats_logged_per_consent(ledger: Ledger, people, interactions, ids) -> Check
         if len(rows) != 2 * count:
             failures.append(f"participant {person}: {count} answered chats, {len(rows)} log rows")
         with_content = sum(1 for row in rows if row.content_encrypted is not None)
-        expected = len(rows) if people[person].stores_chat else 0
-        if with_content != expected:
+        # Withdrawal erases the chat content kept so far (consent/withdrawal.py, policy "keep").
+        kept = people[person].stores_chat and people[person].withdrawn_at is None
+        if with_content != (len(rows) if kept else 0):
             failures.append(
-                f"participant {person}: content kept in {with_content} of {len(rows)} "
-                f"rows, consent {'given' if people[person].stores_chat else 'not given'}"
+                f"participant {person}: content kept in {with_content} of {len(rows)} rows, "
+                f"consent {'in force' if kept else 'not given or withdrawn'}"
             )
     return _check(
         "chat turns are logged, with content only where consented",

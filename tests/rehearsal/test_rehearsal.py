@@ -191,7 +191,11 @@ def test_an_invitation_that_never_arrived_is_found(rehearsal):
 
 def test_chat_content_kept_without_consent_is_found(rehearsal):
     def tamper(ledger, people):
-        person = next(p for p, shown in ledger.chats if shown and people[p].stores_chat)
+        person = next(
+            p
+            for p, shown in ledger.chats
+            if shown and people[p].stores_chat and people[p].withdrawn_at is None
+        )
         people[person].stores_chat = False
 
     assert _failing(rehearsal, tamper) == {
