@@ -192,7 +192,7 @@ def test_both_engines_report_a_slope_variance_on_the_boundary():
     )
 
 
-@pytest.mark.parametrize("seed, reml", [(16, True), (17, True), (16, False)])
+@pytest.mark.parametrize("seed, reml", [(17, True), (16, False)])
 def test_at_the_boundary_the_fast_fit_is_never_worse_than_statsmodels(seed, reml):
     # On these trials statsmodels' L-BFGS often stops short of the boundary (a positive slope
     # variance, a lower likelihood, "failed to converge"). Whatever it does, the profiled fit
