@@ -4,7 +4,8 @@ data-subject export and erasure.
 Who may do what:
 - everyone signed in (`view_study`) sees pseudonymous facts: codes, status, dates, consent;
 - the arm is shown to those who run the intervention or may unblind (`manage_participants`,
-  `unblind`), never to analysts, who work blinded;
+  `unblind`), and to analysts, who work blinded, only once the study is unblinded
+  (`study.blinding`, as on the dashboards);
 - contact details and signed names only to `view_contacts` (coordinator, investigator, admin),
   on request, and every such view is audited;
 - withdrawal and a change of time zone (which re-plans questionnaires to come) to
@@ -31,6 +32,7 @@ import consent
 from consent.roster import list_participants, reveal_contacts
 from consent.withdrawal import MAX_REASON_LENGTH
 
+from .. import blinding
 from ..models import Allocation, Arm, Occasion, Participant, Study
 from ..models.participants import PARTICIPANT_STATUSES
 from ..protocol import Protocol, ProtocolError
@@ -83,8 +85,11 @@ class ExportForm(FlaskForm):
     """Only a CSRF token: an export is a POST so that another site cannot trigger one."""
 
 
-def _can_see_arm() -> bool:
-    return current_user.can("manage_participants") or current_user.can("unblind")
+def _can_see_arm(study: Study) -> bool:
+    """Those who run the intervention or may unblind see arms; everyone once it is unblinded."""
+    if current_user.can("manage_participants") or current_user.can("unblind"):
+        return True
+    return blinding.is_unblinded(db(), study.id)
 
 
 def _study(slug: str) -> Study:
@@ -154,7 +159,7 @@ def index(slug: str):
         status=status,
         reconsent_only=reconsent_only,
         contacts=contacts,
-        show_arm=_can_see_arm(),
+        show_arm=_can_see_arm(study),
     )
 
 
@@ -190,7 +195,7 @@ def _render_detail(
         }
         session.commit()
     arm = None
-    if _can_see_arm():
+    if _can_see_arm(study):
         arm = session.exec(
             select(Arm)
             .join(Allocation, Allocation.arm_id == Arm.id)
@@ -213,7 +218,7 @@ def _render_detail(
         contacts=contacts,
         signatures=signatures,
         arm=arm,
-        show_arm=_can_see_arm(),
+        show_arm=_can_see_arm(study),
         occasions_by_status=by_status,
         withdraw_form=withdraw_form,
         erase_form=erase_form,

@@ -159,6 +159,26 @@ def test_analysts_work_blind_while_coordinators_see_the_arm(signed_in, example_s
             assert ("<code>reflective</code>" in page) is sees, (role, path)
 
 
+def test_once_the_study_is_unblinded_analysts_see_the_arm_too(
+    signed_in, services, example_study, enrolled, clock
+):
+    from study.blinding import unblind
+
+    client = signed_in("analyst")
+    assert "<code>reflective</code>" not in client.get(_url(example_study)).get_data(as_text=True)
+    with Session(services.engine) as session:
+        unblind(
+            session,
+            example_study.id,
+            actor="researcher:pi@example.org",
+            reason="primary analysis done",
+            now=clock.now(),
+        )
+        session.commit()
+    for path in (_url(example_study), _url(example_study, enrolled.code)):
+        assert "<code>reflective</code>" in client.get(path).get_data(as_text=True), path
+
+
 def test_analysts_cannot_see_contact_details(signed_in, services, example_study, enrolled):
     client = signed_in("analyst")
 
