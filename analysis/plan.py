@@ -219,7 +219,20 @@ class _Runner:
         for contrast in contrasts:
             preregistered = contrast.id in self.preregistered
             label = "confirmatory" if self.confirmatory and preregistered else "exploratory"
-            result.contrasts.append(_estimate(contrast, fits.get(contrast.model), result.id, label))
+            fit = fits.get(contrast.model)
+            absent = sorted(set(contrast.weights) - set(fit.fixed.index)) if fit else []
+            if absent:
+                # e.g. a sensitivity subset with no one left in an arm: the model has no such
+                # coefficient, so the contrast cannot be estimated there. Said, not hidden.
+                self.deviations.append(
+                    Deviation(
+                        "contrast_not_estimable",
+                        f"{result.id}: contrast {contrast.id} needs {', '.join(absent)}, "
+                        "which the fitted model does not have (no data for that term)",
+                    )
+                )
+                fit = None
+            result.contrasts.append(_estimate(contrast, fit, result.id, label))
         return result
 
     def _fit(self, rows, formula, spec, analysis_id) -> tuple[LmmResult | None, str | None, str]:

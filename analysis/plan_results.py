@@ -17,7 +17,7 @@ MAIN = "main"
 @dataclass
 class Deviation:
     """A departure from the preregistration; `kind` is lock, amendment, model_fallback,
-    model_failed or not_preregistered."""
+    model_failed, contrast_not_estimable or not_preregistered."""
 
     kind: str
     message: str

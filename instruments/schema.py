@@ -142,7 +142,8 @@ class Instrument(Section):
     id: Identifier
     name: str
     short_name: str
-    version: str
+    # Stored with every response (response.instrument_version, 200 characters).
+    version: Annotated[str, Field(min_length=1, max_length=200)]
     citation: str
     doi: str | None = None
     licence: Licence

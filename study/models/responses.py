@@ -17,7 +17,7 @@ class Response(SQLModel, table=True):
     occasion_id: int = Field(foreign_key="occasion.id")
     participant_id: int = Field(foreign_key="participant.id", index=True)
     instrument_id: str = Field(max_length=64)
-    instrument_version: str = Field(max_length=32)
+    instrument_version: str = Field(max_length=200)
     language: str = Field(default="en", max_length=16)
     channel: str = Field(max_length=16)
     consent_version: str = Field(default="", max_length=32)

@@ -309,6 +309,28 @@ def test_a_model_no_fallback_can_fit_leaves_its_contrasts_missing(prereg):
     assert json.dumps(results.to_dict(), allow_nan=False)
 
 
+def test_a_contrast_a_sensitivity_subset_cannot_estimate_is_missing_and_a_deviation(prereg):
+    # Every instruct participant missed the last wave: complete cases keep no one in that arm,
+    # so the complete-case model has no instruct terms. The analysis of all data is unharmed.
+    data = simulated(n_per_arm=8)
+    for code in data.loc[data["arm"] == "instruct", "participant"].unique():
+        data = missing(data, code, [12])
+
+    results = run_plan(prereg, data, locked=lock_of(prereg))
+
+    gaps = [d for d in results.deviations if d.kind == "contrast_not_estimable"]
+    assert len(gaps) == 2 and all("complete_cases" in d.message for d in gaps)
+    primary = {c.id: c for c in results.analyses[0].contrasts}
+    assert all(not math.isnan(c.estimate) for c in primary.values())
+    [complete] = [a for a in results.analyses if a.id == "complete_cases"]
+    assert complete.n_participants == 16  # the 8 control and 8 reflective participants
+    estimates = {c.id: c.estimate for c in complete.contrasts}
+    assert math.isnan(estimates["instruct_vs_control_slope"])
+    assert math.isnan(estimates["reflective_vs_instruct_slope"])
+    assert not math.isnan(estimates["reflective_vs_control_slope"])
+    assert json.dumps(results.to_dict(), allow_nan=False)
+
+
 def test_a_plan_that_does_not_fit_the_data_is_refused(prereg):
     with pytest.raises(PreregistrationError, match="unknown variable 'ucla3_total'"):
         run_plan(prereg, simulated().drop(columns=["ucla3_total"]), locked=None)
