@@ -41,9 +41,8 @@ from .models import (
 )
 from .pii import PiiError, PiiVault, normalise_contact
 from .protocol import Protocol
-from .protocol.registry import current_version
+from .protocol.registry import current_version, parsed_version
 from .protocol.schema import EligibilityQuestion
-from .schedule.horizon import _SHARED_CACHE as _PROTOCOLS  # parsed versions, shared per process
 
 # No 0/O, 1/I/L: codes are read out on the phone and typed from paper.
 CODE_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
@@ -88,7 +87,7 @@ def open_study(session: Session, slug: str) -> OpenStudy:
     version = current_version(session, study.id)
     if version is None or study.status != "recruiting":
         raise StudyUnavailable("This study is not taking new participants at the moment.")
-    return OpenStudy(study, version, _PROTOCOLS.load(version))
+    return OpenStudy(study, version, parsed_version(version))
 
 
 STEPS = ("consent", "sign", "baseline", "contacts", "preferences", "enroll", "enrolled")
@@ -168,7 +167,7 @@ def load_journey(session: Session, code: str, slug: str | None = None) -> Journe
     return Journey(
         participant,
         progress,
-        OpenStudy(study, version, _PROTOCOLS.load(version)),
+        OpenStudy(study, version, parsed_version(version)),
         active_consent(session, participant),
     )
 

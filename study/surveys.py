@@ -46,8 +46,7 @@ from instruments.translations import (
 from . import audit
 from .models import ItemResponse, Occasion, OutboundMessage, Participant, ProtocolVersion, Response
 from .protocol.parse import Protocol
-from .protocol.registry import current_version
-from .schedule.horizon import ProtocolCache
+from .protocol.registry import ProtocolCache, current_version, protocol_cache
 
 CHANNEL = "web"
 ITEMS_PER_PAGE = 8
@@ -59,7 +58,6 @@ CANCELLED_ON_COMPLETION = ("reminder", "invitation")
 # Occasions that can still be answered (for "your next one is ...").
 UPCOMING = ("scheduled", "sent", "opened", "partial")
 
-_PROTOCOLS = ProtocolCache()
 
 
 # --- why a survey cannot be answered -----------------------------------------------------------
@@ -218,7 +216,7 @@ def open_survey(
     A completed occasion opens as well (`survey.completed`), so the link shows its thank-you page.
     """
     try:
-        return _open(session, occasion_id, now, protocols or _PROTOCOLS)
+        return _open(session, occasion_id, now, protocol_cache(protocols))
     except SurveyUnavailable as exc:
         participant = session.get(Participant, exc.participant_id) if exc.participant_id else None
         exc.language = participant.language if participant and participant.language else "en"

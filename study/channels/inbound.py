@@ -31,8 +31,7 @@ import consent
 from study.models import ContactPoint, InboundMessage, Participant
 from study.pii import PiiError, PiiVault
 from study.protocol import Protocol, ProtocolError
-from study.protocol.registry import current_version
-from study.schedule.horizon import _SHARED_CACHE as _PROTOCOLS  # parsed versions, per process
+from study.protocol.registry import current_version, parsed_version
 
 from . import optout
 from .texts import DEFAULT_LANGUAGE, contact_line, sms_sender, text
@@ -171,7 +170,7 @@ def protocol_in_force(session: Session, study_id: int) -> Protocol | None:
     if version is None:
         return None
     try:
-        return _PROTOCOLS.load(version)
+        return parsed_version(version)
     except ProtocolError:
         log.exception("protocol version %s of study %s cannot be loaded", version.id, study_id)
         return None

@@ -8,7 +8,7 @@ it, and comes back (un-retired) if a later version restores it. Every change is 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlmodel import Session, col, select
 
@@ -200,3 +200,37 @@ def list_versions(session: Session, study_id: int) -> list[ProtocolVersion]:
 def load_version(version: ProtocolVersion) -> Protocol:
     """Re-parse a stored version from its bundle (no files on disk needed; hash verified)."""
     return from_bundle(version.source, version.source_name or f"protocol version {version.number}")
+
+
+@dataclass
+class ProtocolCache:
+    """Parsed protocol versions by id and content hash (a stored version never changes, and the
+    hash tells apart versions of the same id in different databases). Callers must treat the
+    returned `Protocol` as read-only: it is shared."""
+
+    limit: int = 64
+    versions: dict[tuple[int, str], Protocol] = field(default_factory=dict)
+
+    def load(self, version: ProtocolVersion) -> Protocol:
+        key = (version.id, version.content_hash)
+        if key not in self.versions:
+            if len(self.versions) >= self.limit:
+                self.versions.pop(next(iter(self.versions)))
+            self.versions[key] = load_version(version)
+        return self.versions[key]
+
+
+# Parsing a stored protocol costs far more than using it (a quarter of a second for the example,
+# on every participant page and incoming text otherwise); versions never change, so one cache per
+# process serves every caller.
+_PARSED = ProtocolCache()
+
+
+def parsed_version(version: ProtocolVersion) -> Protocol:
+    """`load_version`, parsed once per process (read-only: the result is shared)."""
+    return _PARSED.load(version)
+
+
+def protocol_cache(cache: ProtocolCache | None = None) -> ProtocolCache:
+    """`cache`, or the process-wide one when the caller brings none."""
+    return cache if cache is not None else _PARSED

@@ -31,9 +31,8 @@ from study.channels import build_channels
 from study.clock import FakeClock
 from study.config import Settings
 from study.models import Allocation, Arm, Occasion, OutboundMessage, Participant
-from study.protocol.registry import register_protocol
+from study.protocol.registry import ProtocolCache, register_protocol
 from study.schedule.dispatch import DispatchPolicy, DispatchReport, dispatch_due
-from study.schedule.horizon import ProtocolCache
 from study.schedule.links import PATH_PREFIX, verify_survey_token
 from study.scheduler import Beater, TickTask, standard_tasks, tick_once
 from study.web import create_app

@@ -9,11 +9,11 @@
 See docs/scheduling.md.
 """
 
+from ..protocol.registry import ProtocolCache
 from .horizon import (
     DEFAULT_BATCH,
     ExtendOutcome,
     HorizonTask,
-    ProtocolCache,
     extend_horizon,
     horizon_task,
 )

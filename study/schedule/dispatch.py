@@ -82,9 +82,8 @@ from study.models import ContactPoint, Occasion, OutboundMessage, Participant, P
 from study.models.schedule import SendBudget
 from study.pii import PiiError, PiiVault
 from study.protocol import Protocol
-from study.protocol.registry import current_version
+from study.protocol.registry import ProtocolCache, current_version, protocol_cache
 
-from .horizon import ProtocolCache
 from .links import survey_link
 from .localtime import out_of_quiet_hours, zone
 
@@ -200,7 +199,7 @@ def dispatch_due(
         owner=owner,
         lease=lease,
         policy=policy,
-        protocols=protocols or ProtocolCache(),
+        protocols=protocol_cache(protocols),
     )
     claimed = claim_due(engine, now=now, owner=owner, batch=batch, lease=lease)
     run.report.claimed = len(claimed)
@@ -746,7 +745,6 @@ def dispatch_task(settings: Settings, *, channels: Mapping[str, object] | None =
 
     built = channels if channels is not None else build_channels(settings)
     policy = DispatchPolicy.from_settings(settings)
-    protocols = ProtocolCache()
 
     def run(engine: Engine, now: datetime) -> None:
         dispatch_due(
@@ -756,7 +754,6 @@ def dispatch_task(settings: Settings, *, channels: Mapping[str, object] | None =
             now=now,
             owner=dispatcher_owner(),
             policy=policy,
-            protocols=protocols,
         )
 
     return TickTask("dispatch", run)

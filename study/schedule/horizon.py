@@ -22,7 +22,7 @@ inside the week of lead that half a 14-day horizon leaves.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import func
@@ -31,9 +31,9 @@ from sqlmodel import Session, col, select
 
 from study import audit
 from study.db import unit_of_work
-from study.models import Consent, Occasion, Participant, ProtocolVersion, Study
+from study.models import Consent, Occasion, Participant, Study
 from study.protocol import Protocol
-from study.protocol.registry import current_version, load_version
+from study.protocol.registry import ProtocolCache, current_version, protocol_cache
 from study.protocol.schema import EmaEntry
 
 from .materialise import (
@@ -82,28 +82,6 @@ class StudyPlan:
         return keys | {EMA_CONSENT_ITEM} if keys else set()
 
 
-@dataclass
-class ProtocolCache:
-    """Parsed protocol versions by id and content hash (a stored version never changes, and the
-    hash tells apart versions of the same id in different databases)."""
-
-    limit: int = 64
-    versions: dict[tuple[int, str], Protocol] = field(default_factory=dict)
-
-    def load(self, version: ProtocolVersion) -> Protocol:
-        key = (version.id, version.content_hash)
-        if key not in self.versions:
-            if len(self.versions) >= self.limit:
-                self.versions.pop(next(iter(self.versions)))
-            self.versions[key] = load_version(version)
-        return self.versions[key]
-
-
-# Parsing a stored protocol costs far more than planning from it; versions never change, so
-# one cache per process serves every caller that brings none of its own.
-_SHARED_CACHE = ProtocolCache()
-
-
 def extend_horizon(
     session: Session,
     now: datetime,
@@ -120,7 +98,6 @@ def extend_horizon(
     Runs in the caller's transaction; idempotent. `secret_key` must be the one enrollment used
     (`Settings.secret_key`), so that EMA times continue the same seeded sequence.
     """
-    protocols = protocols if protocols is not None else _SHARED_CACHE
     last_due = (
         select(func.max(Occasion.due_at))
         .where(Occasion.participant_id == Participant.id)
@@ -138,7 +115,9 @@ def extend_horizon(
     )
     if not batch:
         return outcome
-    plans = _study_plans(session, {p.study_id for p, _ in batch}, secret_key, protocols)
+    plans = _study_plans(
+        session, {p.study_id for p, _ in batch}, secret_key, protocol_cache(protocols)
+    )
     versions = _future_versions(session, [p.id for p, _ in batch], now)
     amended, to_top_up = [], []
     for participant, written_until in batch:
@@ -284,7 +263,6 @@ class HorizonTask:
         self.horizon = horizon
         self.batch_size = batch_size
         self.after_id = 0
-        self.protocols = ProtocolCache()
 
     def __call__(self, engine: Engine, now: datetime) -> ExtendOutcome:
         with unit_of_work(engine) as session:
@@ -295,7 +273,6 @@ class HorizonTask:
                 horizon=self.horizon,
                 batch_size=self.batch_size,
                 after_id=self.after_id,
-                protocols=self.protocols,
             )
         self.after_id = outcome.next_after_id
         return outcome

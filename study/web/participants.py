@@ -36,7 +36,7 @@ from .. import blinding
 from ..models import Allocation, Arm, Occasion, Participant, Study
 from ..models.participants import PARTICIPANT_STATUSES
 from ..protocol import Protocol, ProtocolError
-from ..protocol.registry import current_version, load_version
+from ..protocol.registry import current_version, parsed_version
 from ..schedule.materialise import ZONE_CHANGEABLE, TimeZoneError, change_time_zone
 from .auth import current_actor, permission_required
 from .context import db, services
@@ -115,7 +115,7 @@ def _protocol(study: Study) -> Protocol | None:
     if version is None:
         return None
     try:
-        return load_version(version)
+        return parsed_version(version)
     except ProtocolError:
         return None
 

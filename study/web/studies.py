@@ -10,7 +10,7 @@ from .. import overview
 from ..models import Study
 from ..protocol import Protocol, ProtocolError
 from ..protocol.parse import normalise
-from ..protocol.registry import load_version
+from ..protocol.registry import parsed_version
 from .auth import permission_required
 from .context import db
 
@@ -43,7 +43,7 @@ def detail(slug: str):
     protocol, problem = None, None
     if summary.current_version is not None:
         try:
-            protocol = load_version(summary.current_version)
+            protocol = parsed_version(summary.current_version)
         except ProtocolError as exc:
             # A stored version that no longer validates (e.g. after a schema change) must still
             # be inspectable: show the problem rather than a 500.
